@@ -1,0 +1,196 @@
+//! The normalized row every source is turned into, and the vocabulary around it.
+//!
+//! A [`Model`] is one record of one source at one sync. Prices are exact decimals in USD per
+//! million tokens; every field a source does not state is `None` (stored as SQL NULL) rather
+//! than a guessed default. The whole source record is kept as raw JSON text in [`Model::raw`],
+//! so nothing a source says is lost even when we do not parse it.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// The four upstream APIs. The string form is the stable name used in config keys, table rows
+/// and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Source {
+    #[serde(rename = "models_dev")]
+    ModelsDev,
+    #[serde(rename = "openrouter")]
+    OpenRouter,
+    #[serde(rename = "huggingface")]
+    HuggingFace,
+    #[serde(rename = "artificial_analysis")]
+    ArtificialAnalysis,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::ModelsDev,
+        Source::OpenRouter,
+        Source::HuggingFace,
+        Source::ArtificialAnalysis,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::ModelsDev => "models_dev",
+            Source::OpenRouter => "openrouter",
+            Source::HuggingFace => "huggingface",
+            Source::ArtificialAnalysis => "artificial_analysis",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|source| source.as_str() == name)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One model as one source describes it, ready to be written to `model_snapshots`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    pub source: Source,
+    /// Who offers or made the model, in the source's own vocabulary (see DESIGN.md §4).
+    /// Empty when the source names no owner (legacy Hugging Face ids such as `gpt2`).
+    pub provider: String,
+    /// The source's own id for the model.
+    pub model_id: String,
+    pub name: Option<String>,
+    pub context_length: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    pub input_price_per_mtok: Option<Decimal>,
+    pub output_price_per_mtok: Option<Decimal>,
+    pub cache_read_price_per_mtok: Option<Decimal>,
+    pub cache_write_price_per_mtok: Option<Decimal>,
+    pub input_modalities: Option<Vec<String>>,
+    pub output_modalities: Option<Vec<String>>,
+    pub supports_tools: Option<bool>,
+    pub supports_reasoning: Option<bool>,
+    pub open_weights: Option<bool>,
+    pub release_date: Option<NaiveDate>,
+    pub downloads: Option<i64>,
+    pub likes: Option<i64>,
+    pub intelligence_index: Option<Decimal>,
+    /// The source record exactly as served (JSON text), stored as `data jsonb`.
+    #[serde(skip)]
+    pub raw: String,
+}
+
+impl Model {
+    /// A model with only its identity set; parsers fill in what their source states.
+    pub fn new(source: Source, provider: String, model_id: String, raw: String) -> Model {
+        Model {
+            source,
+            provider,
+            model_id,
+            name: None,
+            context_length: None,
+            max_output_tokens: None,
+            input_price_per_mtok: None,
+            output_price_per_mtok: None,
+            cache_read_price_per_mtok: None,
+            cache_write_price_per_mtok: None,
+            input_modalities: None,
+            output_modalities: None,
+            supports_tools: None,
+            supports_reasoning: None,
+            open_weights: None,
+            release_date: None,
+            downloads: None,
+            likes: None,
+            intelligence_index: None,
+            raw,
+        }
+    }
+
+    /// A stable fingerprint of the raw record: equal hashes across syncs mean the source said
+    /// exactly the same thing, which is what change detection compares.
+    pub fn content_hash(&self) -> [u8; 16] {
+        let digest = blake3::hash(self.raw.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest.as_bytes()[..16]);
+        out
+    }
+}
+
+/// Why a record did not become a row. The string form is a bounded metric label and the
+/// `reason` column of `model_rejects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The record is not a JSON object or does not decode into the expected shape.
+    MalformedRecord,
+    /// No usable id (absent, null, empty or not a string).
+    MissingId,
+    /// A price that is negative, not a number, or out of range.
+    InvalidPrice,
+    /// Another field with a value that cannot be stored (negative count, bad date, overflow).
+    InvalidValue,
+    /// A NUL character, which PostgreSQL text and jsonb cannot hold.
+    NulByte,
+    /// The same key was already seen in this sync with different content.
+    DuplicateId,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::MalformedRecord,
+        RejectReason::MissingId,
+        RejectReason::InvalidPrice,
+        RejectReason::InvalidValue,
+        RejectReason::NulByte,
+        RejectReason::DuplicateId,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MalformedRecord => "malformed_record",
+            RejectReason::MissingId => "missing_id",
+            RejectReason::InvalidPrice => "invalid_price",
+            RejectReason::InvalidValue => "invalid_value",
+            RejectReason::NulByte => "nul_byte",
+            RejectReason::DuplicateId => "duplicate_id",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record that was quarantined instead of stored, with the reason and the raw text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reject {
+    pub source: Source,
+    pub reason: RejectReason,
+    /// A human explanation: which field, which value, what was expected.
+    pub detail: String,
+    /// The record's id when one could be read, to help whoever investigates.
+    pub model_id: Option<String>,
+    /// The raw record text (may contain what jsonb refuses, so it is stored as `text`).
+    #[serde(skip)]
+    pub raw: String,
+}
+
+/// What one payload (one HTTP response body) turned into.
+#[derive(Debug, Default)]
+pub struct ParsedPage {
+    pub models: Vec<Model>,
+    pub rejects: Vec<Reject>,
+}
+
+impl ParsedPage {
+    /// Records seen in the payload: every one becomes a model or a reject.
+    pub fn records(&self) -> usize {
+        self.models.len() + self.rejects.len()
+    }
+}

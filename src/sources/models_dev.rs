@@ -1,0 +1,386 @@
+//! models.dev: one JSON document of every provider and the models it serves.
+//!
+//! `GET {base}/api.json` answers `{provider_key: {id, name, ..., models: {model_key: record}}}`.
+//! A row is one provider-model pair: `provider` is the provider key and `model_id` the model
+//! key (which may contain `/`, e.g. `@cf/meta/llama-3.1-8b-instruct`). Prices are already in
+//! USD per million tokens.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::model::{Model, ParsedPage, RejectReason, Source};
+use crate::sources::fields::{self, Invalid, Members, Outer, PageBuilder};
+use crate::sources::PayloadError;
+
+/// The URL of the whole catalogue under `base_url` (e.g. `https://models.dev`).
+pub fn url(base_url: &str) -> String {
+    format!("{}/api.json", base_url.trim_end_matches('/'))
+}
+
+/// Turns the `api.json` document into one model (or reject) per provider-model entry.
+pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
+    let providers: Members =
+        fields::decode_document(body, Outer::Object, "an object of providers keyed by provider id")?;
+    let mut page = PageBuilder::new(Source::ModelsDev);
+    for (provider_key, provider) in providers.0 {
+        parse_provider(&mut page, &provider_key, provider);
+    }
+    Ok(page.finish())
+}
+
+/// The provider fields we read; the rest (name, env, npm, doc, api) describes the provider,
+/// not its models.
+#[derive(Deserialize)]
+struct Provider<'a> {
+    #[serde(borrow)]
+    models: Option<&'a RawValue>,
+}
+
+/// Adds the models of one provider entry to `page`. A malformed entry cannot be split into
+/// models, so it becomes rejects (never silently nothing) and the other providers go on.
+fn parse_provider(page: &mut PageBuilder, provider_key: &str, provider: &RawValue) {
+    let malformed = |what: String| {
+        Invalid::new(
+            RejectReason::MalformedRecord,
+            format!("provider `{provider_key}` {what}"),
+        )
+    };
+    let entry: Provider = match fields::decode_record(provider) {
+        Ok(entry) => entry,
+        Err(invalid) => {
+            page.reject(malformed(format!(": {}", invalid.detail)), provider.get());
+            return;
+        }
+    };
+    // A provider without `models` (absent or null) lists no models: there is nothing to drop.
+    let Some(models) = entry.models else {
+        return;
+    };
+    match serde_json::from_str::<Members>(models.get()) {
+        Ok(models) => {
+            for (model_key, record) in models.0 {
+                page.push(record, parse_record(provider_key, &model_key, record));
+            }
+        }
+        // An array still holds one record per element: reject each, so the count stays true.
+        Err(_) if models.get().starts_with('[') => {
+            let elements: Vec<&RawValue> = serde_json::from_str(models.get()).unwrap_or_default();
+            for element in elements {
+                let invalid = malformed("lists `models` as an array, expected an object keyed by model id".to_string());
+                page.reject(invalid, element.get());
+            }
+        }
+        Err(_) => {
+            let invalid = malformed(format!(
+                "has `models` as a {} ({}), expected an object keyed by model id",
+                fields::kind(models),
+                fields::shown(models)
+            ));
+            page.reject(invalid, provider.get());
+        }
+    }
+}
+
+/// The fields of one model record that we map; everything else stays in the raw text.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    limit: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cost: Option<&'a RawValue>,
+    #[serde(borrow)]
+    modalities: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_call: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow)]
+    open_weights: Option<&'a RawValue>,
+    #[serde(borrow)]
+    release_date: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Limit<'a> {
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+/// Prices per million tokens. The cache prices have had several spellings in the data
+/// (`cached_input`, `cached_read`, `cached_write`); the canonical one wins when both appear.
+#[derive(Deserialize)]
+struct Cost<'a> {
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cache_read: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cached_read: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cached_input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cache_write: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cached_write: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Modalities<'a> {
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+/// One provider-model entry to a model. Reject details name the provider and the key, since
+/// the reject's raw text (the record alone) does not contain them.
+fn parse_record(provider_key: &str, model_key: &str, raw: &RawValue) -> Result<Model, Invalid> {
+    read_record(provider_key, model_key, raw).map_err(|invalid| {
+        let detail = format!("provider `{provider_key}`, model `{model_key}`: {}", invalid.detail);
+        Invalid { detail, ..invalid }.with_model_id(model_key)
+    })
+}
+
+fn read_record(provider_key: &str, model_key: &str, raw: &RawValue) -> Result<Model, Invalid> {
+    let record: Record = fields::decode_record(raw)?;
+    fields::reject_unstorable(raw.get(), None)?;
+    if model_key.contains('\0') || provider_key.contains('\0') {
+        return Err(Invalid::new(
+            RejectReason::NulByte,
+            "the provider key or the model key contains a NUL character",
+        ));
+    }
+    if model_key.is_empty() {
+        return Err(Invalid::new(RejectReason::MissingId, "the model key is empty"));
+    }
+    to_model(provider_key, model_key, raw, &record)
+}
+
+fn to_model(provider_key: &str, model_key: &str, raw: &RawValue, record: &Record) -> Result<Model, Invalid> {
+    let mut model = Model::new(
+        Source::ModelsDev,
+        provider_key.to_string(),
+        model_key.to_string(),
+        raw.get().to_string(),
+    );
+    model.name = fields::text(record.name);
+    if let Some(limit) = fields::nested::<Limit>("limit", record.limit)? {
+        model.context_length = fields::count("limit.context", limit.context)?;
+        model.max_output_tokens = fields::count("limit.output", limit.output)?;
+    }
+    if let Some(cost) = fields::nested::<Cost>("cost", record.cost)? {
+        model.input_price_per_mtok = fields::price("cost.input", cost.input)?;
+        model.output_price_per_mtok = fields::price("cost.output", cost.output)?;
+        let cache_read = cost.cache_read.or(cost.cached_read).or(cost.cached_input);
+        model.cache_read_price_per_mtok = fields::price("cost.cache_read", cache_read)?;
+        let cache_write = cost.cache_write.or(cost.cached_write);
+        model.cache_write_price_per_mtok = fields::price("cost.cache_write", cache_write)?;
+    }
+    if let Some(modalities) = fields::nested::<Modalities>("modalities", record.modalities)? {
+        model.input_modalities = fields::text_list(modalities.input);
+        model.output_modalities = fields::text_list(modalities.output);
+    }
+    model.supports_tools = fields::flag(record.tool_call);
+    model.supports_reasoning = fields::flag(record.reasoning);
+    model.open_weights = fields::flag(record.open_weights);
+    model.release_date = fields::date(record.release_date);
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::test_fixtures;
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    fn find<'a>(page: &'a ParsedPage, provider: &str, model_id: &str) -> &'a Model {
+        page.models
+            .iter()
+            .find(|model| model.provider == provider && model.model_id == model_id)
+            .unwrap_or_else(|| panic!("no model {provider}/{model_id}"))
+    }
+
+    fn dec(text: &str) -> Option<Decimal> {
+        Some(Decimal::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn url_appends_the_api_path() {
+        assert_eq!(url("https://models.dev"), "https://models.dev/api.json");
+        assert_eq!(url("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/api.json");
+    }
+
+    #[test]
+    fn every_entry_of_the_2026_catalogue_becomes_a_model() {
+        let page = parse(&test_fixtures::read("modelsdev_api.json")).unwrap();
+        assert_eq!(page.records(), 3_677);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+    }
+
+    #[test]
+    fn every_entry_of_the_2025_catalogue_becomes_a_model() {
+        let page = parse(&test_fixtures::read("modelsdev_api_2025-11.json")).unwrap();
+        assert_eq!(page.records(), 1_104);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+        // The data itself has a month 16: an unreadable date is unknown, not a reject.
+        let glm = find(&page, "baseten", "zai-org/GLM-4.6");
+        assert!(glm.raw.contains(r#""release_date":"2025-16-09""#));
+        assert_eq!(glm.release_date, None);
+    }
+
+    #[test]
+    fn fixture_values_are_mapped_exactly() {
+        let page = parse(&test_fixtures::read("modelsdev_api.json")).unwrap();
+
+        let minimax = find(&page, "302ai", "MiniMax-M1");
+        assert_eq!(minimax.input_price_per_mtok, dec("0.132"));
+        assert_eq!(minimax.output_price_per_mtok, dec("1.254"));
+        assert_eq!(minimax.context_length, Some(1_000_000));
+        assert_eq!(minimax.max_output_tokens, Some(128_000));
+        assert_eq!(minimax.release_date, NaiveDate::from_ymd_opt(2025, 6, 16));
+        assert!(minimax.raw.starts_with(r#"{"name":"MiniMax-M1""#));
+
+        let slashed = find(&page, "cloudflare-workers-ai", "@cf/baai/bge-large-en-v1.5");
+        assert_eq!(slashed.provider, "cloudflare-workers-ai");
+
+        let aliased = find(&page, "deepinfra", "MiniMaxAI/MiniMax-M2");
+        assert_eq!(aliased.cache_read_price_per_mtok, dec("0.127"));
+        let aliased_write = find(&page, "minimax", "MiniMax-M2.1");
+        assert_eq!(aliased_write.cache_write_price_per_mtok, dec("0.375"));
+        assert_eq!(aliased_write.cache_read_price_per_mtok, dec("0.03"));
+
+        let coarse_date = find(&page, "abacus", "kimi-k2.5");
+        assert_eq!(coarse_date.release_date, NaiveDate::from_ymd_opt(2026, 1, 1));
+    }
+
+    #[test]
+    fn snapshot_of_selected_models() {
+        let page = parse(&test_fixtures::read("modelsdev_api.json")).unwrap();
+        let selected = [
+            find(&page, "302ai", "MiniMax-M1"),
+            find(&page, "cloudflare-workers-ai", "@cf/baai/bge-large-en-v1.5"),
+            find(&page, "deepinfra", "MiniMaxAI/MiniMax-M2"),
+            find(&page, "abacus", "kimi-k2.5"),
+        ];
+        insta::assert_json_snapshot!(selected);
+    }
+
+    #[test]
+    fn garbage_and_wrong_shapes_fail_the_payload() {
+        assert!(matches!(parse(b"<html>"), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(parse(b"{\"a\":"), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(parse(b"[]"), Err(PayloadError::UnexpectedShape(_))));
+        assert!(matches!(parse(b"\"x\""), Err(PayloadError::UnexpectedShape(_))));
+        assert_eq!(parse(b"{}").unwrap().records(), 0);
+    }
+
+    const GOOD: &str = r#"{"name":"Good","cost":{"input":1,"output":2},"limit":{"context":10,"output":5}}"#;
+
+    /// One provider with a good model before and after `record`.
+    fn page_around(record: &str) -> ParsedPage {
+        let body = format!(r#"{{"p":{{"id":"p","models":{{"a":{GOOD},"bad":{record},"z":{GOOD}}}}}}}"#);
+        let page = parse(body.as_bytes()).unwrap();
+        let ids: Vec<&str> = page.models.iter().map(|m| m.model_id.as_str()).collect();
+        assert!(ids.starts_with(&["a"]) && ids.ends_with(&["z"]), "{ids:?}");
+        assert_eq!(page.records(), 3);
+        page
+    }
+
+    fn reject_of(record: &str) -> (RejectReason, String) {
+        let page = page_around(record);
+        assert_eq!(page.rejects.len(), 1, "{record} gave {:?}", page.models);
+        let reject = &page.rejects[0];
+        assert_eq!(reject.raw, record);
+        assert_eq!(reject.model_id.as_deref(), Some("bad"));
+        (reject.reason, reject.detail.clone())
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_the_right_reason() {
+        let cases = [
+            ("[1,2]", RejectReason::MalformedRecord),
+            ("\"text\"", RejectReason::MalformedRecord),
+            (r#"{"cost":{"input":"abc"}}"#, RejectReason::InvalidPrice),
+            (r#"{"cost":{"input":-5}}"#, RejectReason::InvalidPrice),
+            (r#"{"cost":{"output":1e400}}"#, RejectReason::InvalidPrice),
+            (r#"{"cost":{"cached_input":-0.1}}"#, RejectReason::InvalidPrice),
+            (r#"{"limit":{"context":-1}}"#, RejectReason::InvalidValue),
+            (r#"{"limit":{"output":1e30}}"#, RejectReason::InvalidValue),
+            (r#"{"name":"a\u0000b"}"#, RejectReason::NulByte),
+            (r#"{"name":"a","name":"b"}"#, RejectReason::MalformedRecord),
+        ];
+        for (record, reason) in cases {
+            assert_eq!(reject_of(record).0, reason, "{record}");
+        }
+        let (_, detail) = reject_of(r#"{"cost":{"input":"abc"}}"#);
+        assert_eq!(
+            detail,
+            r#"provider `p`, model `bad`: `cost.input` is "abc", not a decimal number"#
+        );
+    }
+
+    #[test]
+    fn unexpected_types_and_new_fields_do_not_reject() {
+        let record = r#"{"name":42,"tool_call":"yes","modalities":{"input":"text","output":["text"]},
+            "limit":[1,2],"cost":{"input":0.5,"context_over_200k":{"input":1},"tiers":[{"x":1}]},
+            "release_date":"someday","brand_new":{"deep":[1,{"x":null}]},"open_weights":true}"#;
+        let page = page_around(record);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+        let model = find(&page, "p", "bad");
+        assert_eq!(model.name, None);
+        assert_eq!(model.supports_tools, None);
+        assert_eq!(model.input_modalities, None);
+        assert_eq!(model.output_modalities, Some(vec!["text".to_string()]));
+        assert_eq!(model.context_length, None);
+        assert_eq!(model.input_price_per_mtok, dec("0.5"));
+        assert_eq!(model.release_date, None);
+        assert_eq!(model.open_weights, Some(true));
+        assert_eq!(model.raw, record);
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_not_a_nul() {
+        let page = page_around(r#"{"name":"C:\\u0000"}"#);
+        assert_eq!(find(&page, "p", "bad").name.as_deref(), Some(r"C:\u0000"));
+    }
+
+    #[test]
+    fn malformed_providers_become_rejects_and_others_go_on() {
+        let body = format!(
+            r#"{{"broken":"yes","arr":{{"models":[{GOOD},{GOOD}]}},"str":{{"models":"none"}},
+                "empty":{{"id":"empty"}},"ok":{{"models":{{"m":{GOOD},"":{GOOD}}}}}}}"#
+        );
+        let page = parse(body.as_bytes()).unwrap();
+        assert_eq!(page.models.len(), 1);
+        assert_eq!(page.models[0].model_id, "m");
+        let reasons: Vec<RejectReason> = page.rejects.iter().map(|reject| reject.reason).collect();
+        use RejectReason::*;
+        assert_eq!(
+            reasons,
+            [
+                MalformedRecord,
+                MalformedRecord,
+                MalformedRecord,
+                MalformedRecord,
+                MissingId
+            ]
+        );
+        assert!(page.rejects[0].detail.contains("`broken`"));
+        assert_eq!(page.rejects[1].raw, GOOD);
+        assert!(page.rejects[3].detail.contains("`models` as a string"));
+    }
+
+    #[test]
+    fn duplicate_model_keys_are_all_counted() {
+        let body = format!(r#"{{"p":{{"models":{{"m":{GOOD},"m":{GOOD}}}}}}}"#);
+        assert_eq!(parse(body.as_bytes()).unwrap().models.len(), 2);
+    }
+}

@@ -1,0 +1,409 @@
+//! OpenRouter: the models its router serves, in one page.
+//!
+//! `GET {base}/api/v1/models` answers `{"data": [record, ...]}`. `model_id` is the record's
+//! `id` (`author/slug`) and `provider` the part before the first `/`. Prices are strings in USD
+//! **per token**: they are scaled to per million tokens exactly, and the sentinel `"-1"`
+//! (variable price, e.g. the `openrouter/auto` router) is stored as unknown.
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::model::{Model, ParsedPage, RejectReason, Source};
+use crate::sources::fields::{self, Invalid, Outer, PageBuilder};
+use crate::sources::PayloadError;
+
+/// Decimal places between USD per token and USD per million tokens.
+const PER_MILLION_SHIFT: i32 = 6;
+
+/// The URL of the model list under `base_url` (e.g. `https://openrouter.ai`).
+pub fn url(base_url: &str) -> String {
+    format!("{}/api/v1/models", base_url.trim_end_matches('/'))
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
+}
+
+/// Turns one `/api/v1/models` response into one model (or reject) per element of `data`.
+pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
+    let envelope: Envelope = fields::decode_document(body, Outer::Object, "an object with a `data` array")?;
+    let mut page = PageBuilder::new(Source::OpenRouter);
+    for raw in envelope.data {
+        page.push(raw, parse_record(raw));
+    }
+    Ok(page.finish())
+}
+
+/// The fields of one record that we map; new fields (`reasoning`, `benchmarks`, ...) stay in
+/// the raw text.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    created: Option<&'a RawValue>,
+    #[serde(borrow)]
+    context_length: Option<&'a RawValue>,
+    #[serde(borrow)]
+    hugging_face_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    architecture: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pricing: Option<&'a RawValue>,
+    #[serde(borrow)]
+    top_provider: Option<&'a RawValue>,
+    #[serde(borrow)]
+    supported_parameters: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Architecture<'a> {
+    #[serde(borrow)]
+    input_modalities: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output_modalities: Option<&'a RawValue>,
+}
+
+/// Per-token prices. Others (`web_search`, `image`, `audio`, `overrides`, ...) stay raw.
+#[derive(Deserialize)]
+struct Pricing<'a> {
+    #[serde(borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow)]
+    completion: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input_cache_read: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input_cache_write: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TopProvider<'a> {
+    #[serde(borrow)]
+    context_length: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+}
+
+fn parse_record(raw: &RawValue) -> Result<Model, Invalid> {
+    let record: Record = fields::decode_record(raw)?;
+    let id = fields::required_id("id", record.id);
+    fields::reject_unstorable(raw.get(), id.as_ref().ok())?;
+    let model_id = id?;
+    to_model(model_id.clone(), raw, &record).map_err(|invalid| invalid.with_model_id(&model_id))
+}
+
+fn to_model(model_id: String, raw: &RawValue, record: &Record) -> Result<Model, Invalid> {
+    let provider = fields::owner_of(&model_id).to_string();
+    let mut model = Model::new(Source::OpenRouter, provider, model_id, raw.get().to_string());
+    model.name = fields::text(record.name);
+    model.release_date = fields::date_from_unix_seconds(record.created);
+
+    let top_provider = fields::nested::<TopProvider>("top_provider", record.top_provider)?;
+    model.context_length = match fields::count("context_length", record.context_length)? {
+        Some(context_length) => Some(context_length),
+        None => match &top_provider {
+            Some(top) => fields::count("top_provider.context_length", top.context_length)?,
+            None => None,
+        },
+    };
+    if let Some(top) = &top_provider {
+        model.max_output_tokens = fields::count("top_provider.max_completion_tokens", top.max_completion_tokens)?;
+    }
+
+    if let Some(pricing) = fields::nested::<Pricing>("pricing", record.pricing)? {
+        model.input_price_per_mtok = per_million("pricing.prompt", pricing.prompt)?;
+        model.output_price_per_mtok = per_million("pricing.completion", pricing.completion)?;
+        model.cache_read_price_per_mtok = per_million("pricing.input_cache_read", pricing.input_cache_read)?;
+        model.cache_write_price_per_mtok = per_million("pricing.input_cache_write", pricing.input_cache_write)?;
+    }
+
+    if let Some(architecture) = fields::nested::<Architecture>("architecture", record.architecture)? {
+        model.input_modalities = fields::text_list(architecture.input_modalities);
+        model.output_modalities = fields::text_list(architecture.output_modalities);
+    }
+
+    if let Some(parameters) = fields::text_list(record.supported_parameters) {
+        let supports = |name: &str| parameters.iter().any(|parameter| parameter == name);
+        model.supports_tools = Some(supports("tools"));
+        model.supports_reasoning = Some(supports("reasoning") || supports("include_reasoning"));
+    }
+
+    // A Hugging Face repository means published weights; its absence proves nothing.
+    model.open_weights = fields::text(record.hugging_face_id)
+        .filter(|repository| !repository.is_empty())
+        .map(|_| true);
+    Ok(model)
+}
+
+/// A per-token price string scaled to USD per million tokens, exactly. `-1` is OpenRouter's
+/// "variable price" sentinel (routers whose price depends on the model chosen): unknown.
+fn per_million(field: &str, raw: Option<&RawValue>) -> Result<Option<Decimal>, Invalid> {
+    let variable = -Decimal::from(1_000_000);
+    let Some(value) = fields::decimal(field, raw, PER_MILLION_SHIFT, RejectReason::InvalidPrice)? else {
+        return Ok(None);
+    };
+    if value == variable {
+        return Ok(None);
+    }
+    if value.is_sign_negative() {
+        let shown = raw.map(fields::shown).unwrap_or_default();
+        return Err(Invalid::new(
+            RejectReason::InvalidPrice,
+            format!("`{field}` is {shown}, a price cannot be negative (only -1 means variable)"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::test_fixtures;
+    use chrono::NaiveDate;
+    use std::str::FromStr;
+
+    fn find<'a>(page: &'a ParsedPage, model_id: &str) -> &'a Model {
+        page.models
+            .iter()
+            .find(|model| model.model_id == model_id)
+            .unwrap_or_else(|| panic!("no model {model_id}"))
+    }
+
+    fn dec(text: &str) -> Option<Decimal> {
+        Some(Decimal::from_str(text).unwrap())
+    }
+
+    fn fixture() -> ParsedPage {
+        parse(&test_fixtures::read("openrouter_models.json")).unwrap()
+    }
+
+    #[test]
+    fn url_appends_the_api_path() {
+        assert_eq!(url("https://openrouter.ai/"), "https://openrouter.ai/api/v1/models");
+    }
+
+    #[test]
+    fn every_record_of_the_fixture_becomes_a_model() {
+        let page = fixture();
+        assert_eq!(page.records(), 364);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+    }
+
+    #[test]
+    fn per_token_prices_become_exact_per_million_prices() {
+        let page = fixture();
+        let gpt = find(&page, "openai/gpt-5.4");
+        assert_eq!(gpt.provider, "openai");
+        assert_eq!(gpt.input_price_per_mtok, dec("2.5"));
+        assert_eq!(gpt.input_price_per_mtok.unwrap().to_string(), "2.5");
+        assert_eq!(gpt.output_price_per_mtok, dec("15"));
+        assert_eq!(gpt.cache_read_price_per_mtok, dec("0.25"));
+        assert_eq!(gpt.cache_write_price_per_mtok, None);
+
+        let repeating = page
+            .models
+            .iter()
+            .find(|model| model.raw.contains(r#""input_cache_write":"0.00000008333333333333334""#))
+            .expect("a model with a repeating-decimal cache price");
+        assert_eq!(
+            repeating.cache_write_price_per_mtok.unwrap().to_string(),
+            "0.08333333333333334"
+        );
+    }
+
+    #[test]
+    fn variable_prices_are_unknown_and_kept_raw() {
+        let page = fixture();
+        for id in ["openrouter/auto", "openrouter/pareto-code", "openrouter/bodybuilder"] {
+            let router = find(&page, id);
+            assert_eq!(router.input_price_per_mtok, None, "{id}");
+            assert_eq!(router.output_price_per_mtok, None, "{id}");
+            assert!(router.raw.contains(r#""prompt":"-1""#), "{id}");
+            assert_eq!(router.max_output_tokens, None, "{id}");
+        }
+        assert_eq!(find(&page, "openrouter/auto").context_length, Some(2_000_000));
+        assert_eq!(find(&page, "openrouter/auto").supports_tools, Some(true));
+        // An empty list of parameters is a statement too: no tools.
+        assert_eq!(find(&page, "openrouter/pareto-code").supports_tools, Some(false));
+    }
+
+    #[test]
+    fn descriptive_fields_are_mapped() {
+        let page = fixture();
+        let opus = find(&page, "anthropic/claude-opus-4.7-fast");
+        assert_eq!(opus.name.as_deref(), Some("Anthropic: Claude Opus 4.7 (Fast)"));
+        assert_eq!(opus.context_length, Some(1_000_000));
+        assert_eq!(opus.max_output_tokens, Some(128_000));
+        assert_eq!(opus.supports_tools, Some(true));
+        assert_eq!(opus.supports_reasoning, Some(true));
+        assert_eq!(opus.open_weights, None);
+        assert_eq!(opus.release_date, NaiveDate::from_ymd_opt(2026, 5, 12));
+        assert_eq!(
+            opus.input_modalities,
+            Some(vec!["text".to_string(), "image".to_string(), "file".to_string()])
+        );
+        let open = page
+            .models
+            .iter()
+            .filter(|model| model.open_weights == Some(true))
+            .count();
+        assert_eq!(open, 173);
+    }
+
+    #[test]
+    fn snapshot_of_selected_models() {
+        let page = fixture();
+        let repeating = page
+            .models
+            .iter()
+            .find(|model| model.raw.contains("0.00000008333333333333334"))
+            .unwrap();
+        let open = page
+            .models
+            .iter()
+            .find(|model| model.open_weights == Some(true))
+            .unwrap();
+        let selected = [
+            find(&page, "anthropic/claude-opus-4.7-fast"),
+            find(&page, "openai/gpt-5.4"),
+            find(&page, "openrouter/auto"),
+            repeating,
+            open,
+        ];
+        insta::assert_json_snapshot!(selected);
+    }
+
+    #[test]
+    fn garbage_and_wrong_shapes_fail_the_payload() {
+        assert!(matches!(parse(b"\x00\x01garbage"), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(parse(b""), Err(PayloadError::InvalidJson(_))));
+        for shape in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"data\":{}}",
+            b"{\"data\":null}",
+            b"[[]]",
+            b"{\"error\":\"x\"}",
+        ] {
+            assert!(
+                matches!(parse(shape), Err(PayloadError::UnexpectedShape(_))),
+                "{}",
+                String::from_utf8_lossy(shape)
+            );
+        }
+        assert_eq!(parse(b"{\"data\":[]}").unwrap().records(), 0);
+    }
+
+    const GOOD: &str = r#"{"id":"good/one","pricing":{"prompt":"0.000001","completion":"0.000002"}}"#;
+
+    /// A page with a good record before and after `record`.
+    fn page_around(record: &str) -> ParsedPage {
+        let body = format!(r#"{{"data":[{GOOD},{record},{GOOD}]}}"#);
+        let page = parse(body.as_bytes()).unwrap();
+        assert_eq!(page.records(), 3);
+        assert_eq!(page.models.first().map(|m| m.model_id.as_str()), Some("good/one"));
+        assert_eq!(page.models.last().map(|m| m.model_id.as_str()), Some("good/one"));
+        page
+    }
+
+    fn reject_of(record: &str) -> RejectReason {
+        let page = page_around(record);
+        assert_eq!(page.rejects.len(), 1, "{record} became {:?}", page.models);
+        assert_eq!(page.rejects[0].raw, record);
+        assert_eq!(page.rejects[0].source, Source::OpenRouter);
+        page.rejects[0].reason
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_the_right_reason() {
+        let cases = [
+            ("42", RejectReason::MalformedRecord),
+            (r#"["x/y"]"#, RejectReason::MalformedRecord),
+            (r#"{"name":"no id"}"#, RejectReason::MissingId),
+            (r#"{"id":null}"#, RejectReason::MissingId),
+            (r#"{"id":""}"#, RejectReason::MissingId),
+            (r#"{"id":7}"#, RejectReason::MissingId),
+            (r#"{"id":"a/b","pricing":{"prompt":"abc"}}"#, RejectReason::InvalidPrice),
+            (r#"{"id":"a/b","pricing":{"prompt":"-5"}}"#, RejectReason::InvalidPrice),
+            (
+                r#"{"id":"a/b","pricing":{"completion":"-0.5"}}"#,
+                RejectReason::InvalidPrice,
+            ),
+            (r#"{"id":"a/b","pricing":{"prompt":1e400}}"#, RejectReason::InvalidPrice),
+            (
+                r#"{"id":"a/b","pricing":{"prompt":{"usd":1}}}"#,
+                RejectReason::InvalidPrice,
+            ),
+            (r#"{"id":"a/b","context_length":-1}"#, RejectReason::InvalidValue),
+            (
+                r#"{"id":"a/b","top_provider":{"max_completion_tokens":"lots"}}"#,
+                RejectReason::InvalidValue,
+            ),
+            (r#"{"id":"a/b","description":"x\u0000y"}"#, RejectReason::NulByte),
+            (r#"{"id":"a\u0000b"}"#, RejectReason::NulByte),
+            (
+                r#"{"id":"a/b","pricing":{"prompt":"0.1","prompt":"0.2"}}"#,
+                RejectReason::MalformedRecord,
+            ),
+            (r#"{"id":"a/b","name":"\ud83d"}"#, RejectReason::InvalidValue),
+        ];
+        for (record, reason) in cases {
+            assert_eq!(reject_of(record), reason, "{record}");
+        }
+    }
+
+    #[test]
+    fn rejects_carry_the_id_when_it_is_readable() {
+        let page = page_around(r#"{"id":"a/b","pricing":{"prompt":"abc"}}"#);
+        assert_eq!(page.rejects[0].model_id.as_deref(), Some("a/b"));
+        assert_eq!(
+            page.rejects[0].detail,
+            r#"`pricing.prompt` is "abc", not a decimal number"#
+        );
+        let nul = page_around(r#"{"id":"a/b","description":"\u0000"}"#);
+        assert_eq!(nul.rejects[0].model_id.as_deref(), Some("a/b"));
+        let nul_id = page_around(r#"{"id":"a\u0000b"}"#);
+        assert_eq!(nul_id.rejects[0].model_id, None);
+    }
+
+    #[test]
+    fn the_variable_price_sentinel_is_only_minus_one() {
+        for sentinel in [r#""-1""#, r#""-1.0""#, "-1"] {
+            let record = format!(r#"{{"id":"a/b","pricing":{{"prompt":{sentinel}}}}}"#);
+            let page = page_around(&record);
+            assert!(page.rejects.is_empty(), "{sentinel}");
+            assert_eq!(page.models[1].input_price_per_mtok, None);
+        }
+    }
+
+    #[test]
+    fn new_fields_and_unexpected_types_do_not_reject() {
+        let record = r#"{"id":"solo","name":["x"],"created":"yesterday","context_length":null,
+            "top_provider":{"context_length":4096,"max_completion_tokens":null},
+            "architecture":"text->text","supported_parameters":{"tools":true},
+            "hugging_face_id":"","reasoning":{"effort":["low","high"]},
+            "benchmarks":[{"name":"x","score":0.5}],
+            "pricing":{"prompt":"0","completion":"0.0000025","request":"0.02",
+                       "overrides":[{"match":{"region":"eu"},"prompt":"0.000003"}]}}"#;
+        let page = page_around(record);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+        let model = &page.models[1];
+        assert_eq!(model.provider, "");
+        assert_eq!(model.model_id, "solo");
+        assert_eq!(model.name, None);
+        assert_eq!(model.release_date, None);
+        assert_eq!(model.context_length, Some(4096));
+        assert_eq!(model.input_modalities, None);
+        assert_eq!(model.supports_tools, None);
+        assert_eq!(model.open_weights, None);
+        assert_eq!(model.input_price_per_mtok, dec("0"));
+        assert_eq!(model.output_price_per_mtok, dec("2.5"));
+        assert_eq!(model.raw, record);
+    }
+}
