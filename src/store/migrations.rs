@@ -1,0 +1,108 @@
+//! Applies the numbered files of `sql/` in order, each in its own transaction, recorded in
+//! `model_lens_migrations`, under a session advisory lock so that two processes starting at
+//! the same moment do not race (the second waits, then finds nothing left to do).
+
+use crate::store::{Database, StoreError};
+
+/// Key of the advisory lock that serializes migrations (arbitrary, fixed, documented).
+pub const MIGRATION_LOCK_KEY: i64 = 0x6d6c_6d69_6772; // "mlmigr"
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The migrations compiled into the binary, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_schema.sql",
+    sql: include_str!("../../sql/0001_schema.sql"),
+}];
+
+fn checksum(sql: &str) -> String {
+    blake3::hash(sql.as_bytes()).to_hex().to_string()
+}
+
+/// Applies what is missing; returns the names of the migrations applied now.
+pub async fn migrate(database: &Database) -> Result<Vec<&'static str>, StoreError> {
+    // A dedicated connection: if this process dies, the lock dies with the session.
+    let mut client = database.dedicated_connection().await?;
+    // Lock first: even `CREATE TABLE IF NOT EXISTS` races between two sessions.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let applied = create_table_and_apply(&mut client).await;
+    // Unlock even on failure; closing the connection would release it too.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    applied
+}
+
+async fn create_table_and_apply(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS model_lens_migrations (
+                version    integer PRIMARY KEY,
+                name       text NOT NULL,
+                checksum   text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    apply_missing(client).await
+}
+
+async fn apply_missing(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
+    let rows = client
+        .query("SELECT version, name, checksum FROM model_lens_migrations", &[])
+        .await?;
+    let mut applied_now = Vec::new();
+    for migration in MIGRATIONS {
+        let recorded = rows.iter().find(|row| row.get::<_, i32>(0) == migration.version);
+        if let Some(row) = recorded {
+            let recorded_checksum: String = row.get(2);
+            if recorded_checksum != checksum(migration.sql) {
+                return Err(StoreError::Migration(format!(
+                    "migration {} was changed after it was applied (checksum differs); \
+                     add a new migration file instead of editing an applied one",
+                    migration.name
+                )));
+            }
+            continue;
+        }
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(migration.sql)
+            .await
+            .map_err(|error| StoreError::Migration(format!("migration {} failed: {error}", migration.name)))?;
+        transaction
+            .execute(
+                "INSERT INTO model_lens_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[&migration.version, &migration.name, &checksum(migration.sql)],
+            )
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(migration = migration.name, "applied migration");
+        applied_now.push(migration.name);
+    }
+    Ok(applied_now)
+}
+
+/// Whether every migration of this binary is applied (readiness).
+pub async fn is_up_to_date(database: &Database) -> Result<bool, StoreError> {
+    let client = database.pool.get().await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('model_lens_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let latest: Option<i32> = client
+        .query_one("SELECT max(version) FROM model_lens_migrations", &[])
+        .await?
+        .get(0);
+    Ok(latest >= MIGRATIONS.last().map(|migration| migration.version))
+}

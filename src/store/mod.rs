@@ -1,0 +1,10 @@
+//! Everything that talks to PostgreSQL: the pool, migrations, the embedded cluster, the
+//! sync bookkeeping queries and the batch write.
+
+pub mod batch;
+pub mod embedded;
+pub mod migrations;
+pub mod pool;
+pub mod syncs;
+
+pub use pool::{connect_pool, Database, StoreError};
