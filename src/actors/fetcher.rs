@@ -1,0 +1,228 @@
+//! One fetcher per source per sync: asks the API page by page, within the source's in-flight
+//! limit, and hands each complete body to the transformer. It owns the source's pagination
+//! state (next URL, pages seen, models requested) and its HTTP statistics.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::actors::messages::{FetcherMsg, PageKey, PageTicket, RawPage, SupervisorMsg, TransformerMsg};
+use crate::actors::Services;
+use crate::config::SourceConfig;
+use crate::fetch::HttpFetcher;
+use crate::model::Source;
+use crate::sources::huggingface;
+use crate::telemetry;
+
+pub struct Fetcher;
+
+pub struct FetcherArgs {
+    pub sync_id: i64,
+    pub source: Source,
+    pub services: Services,
+    /// The source's in-flight slots (see [`PageTicket`]).
+    pub gate: Arc<Semaphore>,
+    pub transformer: ActorRef<TransformerMsg>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub struct FetcherState {
+    sync_id: i64,
+    source: Source,
+    config: SourceConfig,
+    http: HttpFetcher,
+    gate: Arc<Semaphore>,
+    transformer: ActorRef<TransformerMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
+    next_url: Option<String>,
+    pages: u64,
+    /// Hashes of the URLs fetched so far: a `next` link seen before means a loop.
+    seen_urls: HashSet<u64>,
+    /// Models still wanted when `max_models` bounds the listing.
+    remaining_models: Option<u64>,
+    started: Instant,
+}
+
+/// The URL of a source's first (for most sources, only) page.
+pub fn first_url(source: Source, config: &SourceConfig) -> String {
+    match source {
+        Source::ModelsDev | Source::OpenRouter | Source::ArtificialAnalysis => {
+            format!("{}{}", config.base_url.trim_end_matches('/'), config.path)
+        }
+        Source::HuggingFace => {
+            let limit = match config.max_models {
+                0 => config.page_size,
+                max => config.page_size.min(u32::try_from(max).unwrap_or(u32::MAX)),
+            };
+            let query = huggingface::ListQuery {
+                path: config.path.clone(),
+                sort: config.sort.clone(),
+                direction: config.direction,
+                filters: config.filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            };
+            huggingface::first_page_url(&config.base_url, &query, limit)
+        }
+    }
+}
+
+fn url_hash(url: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Actor for Fetcher {
+    type Msg = FetcherMsg;
+    type State = FetcherState;
+    type Arguments = FetcherArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<FetcherMsg>,
+        args: FetcherArgs,
+    ) -> Result<FetcherState, ActorProcessingErr> {
+        let config = args.services.config.sources.get(args.source).clone();
+        let http = HttpFetcher::new(
+            args.source,
+            &config,
+            &args.services.config.api,
+            args.services.budgets.clone(),
+        )?;
+        let first = first_url(args.source, &config);
+        // Start in the message loop, not here: pre_start must stay free of network I/O.
+        myself.cast(FetcherMsg::FetchNext)?;
+        Ok(FetcherState {
+            sync_id: args.sync_id,
+            source: args.source,
+            remaining_models: (args.source == Source::HuggingFace && config.max_models > 0)
+                .then_some(config.max_models),
+            config,
+            http,
+            gate: args.gate,
+            transformer: args.transformer,
+            supervisor: args.supervisor,
+            next_url: Some(first),
+            pages: 0,
+            seen_urls: HashSet::new(),
+            started: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<FetcherMsg>,
+        message: FetcherMsg,
+        state: &mut FetcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        let FetcherMsg::FetchNext = message;
+        let span = tracing::info_span!("fetch", sync_id = state.sync_id, source = %state.source);
+        async {
+            match fetch_next(state).await {
+                Ok(true) => myself.cast(FetcherMsg::FetchNext)?,
+                Ok(false) => {
+                    telemetry::source_fetched(state.source, state.started.elapsed());
+                    tracing::info!(
+                        pages = state.pages,
+                        requests = state.http.requests,
+                        bytes = state.http.bytes,
+                        "source fetched"
+                    );
+                    state.supervisor.cast(SupervisorMsg::SourceFetched {
+                        sync_id: state.sync_id,
+                        source: state.source,
+                        http_requests: state.http.requests,
+                        bytes: state.http.bytes,
+                    })?;
+                    myself.stop(None);
+                }
+                Err(error) => {
+                    tracing::error!(%error, pages = state.pages, "source fetch failed");
+                    state.supervisor.cast(SupervisorMsg::SourceFailed {
+                        sync_id: state.sync_id,
+                        source: state.source,
+                        http_requests: state.http.requests,
+                        bytes: state.http.bytes,
+                        error,
+                    })?;
+                    myself.stop(None);
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Fetches one page and dispatches it; `Ok(true)` when another page follows.
+async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
+    let Some(url) = state.next_url.take() else {
+        return Ok(false);
+    };
+    if state.pages >= state.config.max_pages {
+        return Err(format!(
+            "the listing has more than {} pages (sources.{}.max_pages); stopped",
+            state.config.max_pages, state.source
+        ));
+    }
+    state.seen_urls.insert(url_hash(&url));
+    // Wait for an in-flight slot before fetching: this is the memory bound.
+    let permit = state
+        .gate
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "the sync was stopped".to_string())?;
+    let fetched = state.http.get(&url).await.map_err(|error| error.to_string())?;
+    state.pages += 1;
+
+    let mut max_records = None;
+    if let Some(remaining) = state.remaining_models {
+        // Count the page's records (cheap: nothing is decoded) so `max_models` is exact.
+        let records = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&fetched.body)
+            .map(|items| items.len() as u64)
+            .unwrap_or(remaining);
+        max_records = (records > remaining).then_some(remaining as usize);
+        state.remaining_models = Some(remaining.saturating_sub(records));
+    }
+    let wants_more = state.remaining_models != Some(0);
+    let next = match (&fetched.link, state.source, wants_more) {
+        (Some(link), Source::HuggingFace, true) => {
+            huggingface::next_link(link).and_then(|next| huggingface::resolve_next(&url, &next))
+        }
+        _ => None,
+    };
+    if let Some(next) = &next {
+        if state.seen_urls.contains(&url_hash(next)) {
+            return Err(format!(
+                "the API sent a `next` link that was already fetched ({next}); stopped to avoid a loop"
+            ));
+        }
+    }
+    let key = PageKey {
+        sync_id: state.sync_id,
+        source: state.source,
+        page_no: state.pages,
+    };
+    // The supervisor hears of the page before anyone can commit it (mailboxes are FIFO).
+    state
+        .supervisor
+        .cast(SupervisorMsg::PageDispatched { key })
+        .map_err(|error| format!("the supervisor is gone: {error}"))?;
+    state
+        .transformer
+        .cast(TransformerMsg::Page(RawPage {
+            ticket: PageTicket::new(key, permit),
+            body: fetched.body,
+            max_records,
+            last: next.is_none(),
+        }))
+        .map_err(|error| format!("the transformer is gone: {error}"))?;
+    state.next_url = next;
+    Ok(state.next_url.is_some())
+}

@@ -1,0 +1,680 @@
+//! The supervisor owns the sync lifecycle: it takes the cluster-wide sync lock, records the
+//! sync, spawns one fetcher and one transformer per source and one writer, follows every page
+//! from dispatch to commit, and closes the sync only when every page is committed or its
+//! source has failed. It coalesces triggers (one sync at a time) and handles its children's
+//! deaths itself, since ractor's default would stop the supervisor with them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{broadcast, Semaphore};
+use tracing::Instrument;
+
+use crate::actors::fetcher::{Fetcher, FetcherArgs};
+use crate::actors::messages::{
+    ChildRole, FetcherMsg, ForceSyncOutcome, PageKey, SupervisorMsg, TransformerMsg, WriterMsg,
+};
+use crate::actors::transformer::{Transformer, TransformerArgs};
+use crate::actors::writer::{Writer, WriterArgs};
+use crate::actors::Services;
+use crate::model::Source;
+use crate::report::{SourceReport, SourceStatus, SyncReport, SyncStatus, Trigger};
+use crate::store::batch::BatchOutcome;
+use crate::store::syncs::{self, SyncLock};
+use crate::telemetry;
+
+pub struct Supervisor;
+
+type Timer = JoinHandle<Result<(), ractor::MessagingErr<SupervisorMsg>>>;
+
+pub struct SupervisorArgs {
+    pub services: Services,
+    /// Every finished sync is announced here (the `sync` command and tests wait on it).
+    pub finished: broadcast::Sender<SyncReport>,
+}
+
+pub struct SupervisorState {
+    services: Services,
+    finished: broadcast::Sender<SyncReport>,
+    running: Option<RunningSync>,
+    children: HashMap<ActorId, (i64, ChildRole)>,
+    shutdown_waiters: Vec<RpcReplyPort<()>>,
+}
+
+struct RunningSync {
+    id: i64,
+    started_at: DateTime<Utc>,
+    started: Instant,
+    lock: Option<SyncLock>,
+    sources: BTreeMap<Source, SourceRun>,
+    writer: Option<ActorRef<WriterMsg>>,
+    draining: bool,
+    interrupted: bool,
+    timers: Vec<Timer>,
+}
+
+struct SourceRun {
+    report: SourceReport,
+    started: Instant,
+    fetcher: Option<ActorRef<FetcherMsg>>,
+    transformer: Option<ActorRef<TransformerMsg>>,
+    fetch_done: bool,
+    dispatched: u64,
+    settled: u64,
+    /// Stored and rejected as the writer reported them (the database recount is final).
+    done: bool,
+}
+
+impl SourceRun {
+    fn is_complete(&self) -> bool {
+        self.fetch_done && self.settled == self.dispatched
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            services: args.services,
+            finished: args.finished,
+            running: None,
+            children: HashMap::new(),
+            shutdown_waiters: Vec::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!("supervisor", sync_id = state.running.as_ref().map(|run| run.id));
+        on_message(&myself, message, state).instrument(span).await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, error) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+            SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
+            _ => return Ok(()),
+        };
+        if let Some((sync_id, role)) = state.children.remove(&cell.get_id()) {
+            // Re-queue as a message: what the child sent before dying is already in the
+            // message queue and must be handled first.
+            myself.cast(SupervisorMsg::ChildExited { sync_id, role, error })?;
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(run) = state.running.as_mut() {
+            for timer in run.timers.drain(..) {
+                timer.abort();
+            }
+        }
+        myself.stop_children(None);
+        Ok(())
+    }
+}
+
+async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, state: &mut SupervisorState) {
+    match message {
+        SupervisorMsg::ForceSync { trigger, reply } => {
+            let outcome = start_sync(myself, state, trigger).await;
+            if let ForceSyncOutcome::Failed(error) = &outcome {
+                tracing::error!(%error, "could not start a sync");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome);
+            }
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::GetRunning(reply) => {
+            let _ = reply.send(state.running.as_ref().map(|run| run.id));
+        }
+        SupervisorMsg::Shutdown { grace, reply } => {
+            state.shutdown_waiters.push(reply);
+            match &mut state.running {
+                None => answer_shutdown(state),
+                Some(run) => {
+                    tracing::info!(
+                        grace_secs = grace.as_secs(),
+                        "shutdown requested; letting the running sync finish"
+                    );
+                    let sync_id = run.id;
+                    run.timers
+                        .push(myself.send_after(grace, move || SupervisorMsg::InterruptNow { sync_id }));
+                }
+            }
+        }
+        SupervisorMsg::InterruptNow { sync_id } => {
+            if let Some(run) = running(state, sync_id) {
+                tracing::warn!("grace period over; interrupting the sync");
+                run.interrupted = true;
+                let sources: Vec<Source> = run.sources.keys().copied().collect();
+                for source in sources {
+                    fail_source(state, sync_id, source, "interrupted: the service was stopped".into()).await;
+                }
+                maybe_drain(myself, state);
+            }
+        }
+        SupervisorMsg::SyncTimedOut { sync_id } => {
+            let timeout = state.services.config.sync.timeout_secs;
+            if let Some(run) = running(state, sync_id) {
+                let sources: Vec<Source> = run.sources.keys().copied().collect();
+                for source in sources {
+                    fail_source(
+                        state,
+                        sync_id,
+                        source,
+                        format!("timed out after {timeout}s (sync.timeout_secs)"),
+                    )
+                    .await;
+                }
+                maybe_drain(myself, state);
+            }
+        }
+        SupervisorMsg::PageDispatched { key } => {
+            if let Some(source) = source_run(state, key) {
+                source.dispatched += 1;
+            }
+        }
+        SupervisorMsg::PagesCommitted {
+            sync_id,
+            pages,
+            outcome,
+        } => {
+            on_pages_committed(state, sync_id, pages, outcome).await;
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::PageFailed { key, error } => {
+            if let Some(source) = source_run(state, key) {
+                source.settled += 1;
+            }
+            fail_source(state, key.sync_id, key.source, format!("page {}: {error}", key.page_no)).await;
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::PagesNotWritten { sync_id, pages, error } => {
+            for key in &pages {
+                if let Some(source) = source_run(state, *key) {
+                    source.settled += 1;
+                }
+            }
+            let mut sources: Vec<Source> = pages.iter().map(|key| key.source).collect();
+            sources.dedup();
+            for source in sources {
+                fail_source(state, sync_id, source, format!("could not store its rows: {error}")).await;
+            }
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::SourceFetched {
+            sync_id,
+            source,
+            http_requests,
+            bytes,
+        } => {
+            if let Some(run) = running(state, sync_id) {
+                if let Some(progress) = run.sources.get_mut(&source) {
+                    progress.fetch_done = true;
+                    progress.fetcher = None;
+                    progress.report.http_requests = http_requests as i64;
+                    progress.report.bytes = bytes as i64;
+                }
+            }
+            complete_finished_sources(state, sync_id).await;
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::SourceFailed {
+            sync_id,
+            source,
+            http_requests,
+            bytes,
+            error,
+        } => {
+            if let Some(run) = running(state, sync_id) {
+                if let Some(progress) = run.sources.get_mut(&source) {
+                    progress.fetch_done = true;
+                    progress.fetcher = None;
+                    progress.report.http_requests = http_requests as i64;
+                    progress.report.bytes = bytes as i64;
+                }
+            }
+            fail_source(state, sync_id, source, error).await;
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::ChildExited { sync_id, role, error } => {
+            on_child_exited(state, sync_id, role, error).await;
+            maybe_drain(myself, state);
+        }
+        SupervisorMsg::WriterDrained { sync_id } => {
+            if running(state, sync_id).is_some() {
+                finalize(state).await;
+            }
+        }
+    }
+}
+
+fn running(state: &mut SupervisorState, sync_id: i64) -> Option<&mut RunningSync> {
+    state.running.as_mut().filter(|run| run.id == sync_id)
+}
+
+fn source_run(state: &mut SupervisorState, key: PageKey) -> Option<&mut SourceRun> {
+    running(state, key.sync_id)?.sources.get_mut(&key.source)
+}
+
+/// Why a source will not run this time, if it will not.
+fn skip_reason(state: &SupervisorState, source: Source) -> Option<String> {
+    let config = state.services.config.sources.get(source);
+    if !config.enabled {
+        return Some(format!("disabled (sources.{source}.enabled = false)"));
+    }
+    if source == Source::ArtificialAnalysis && config.api_key.is_empty() {
+        return Some("no ARTIFICIAL_ANALYSIS_API_KEY set".into());
+    }
+    None
+}
+
+async fn start_sync(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    trigger: Trigger,
+) -> ForceSyncOutcome {
+    if let Some(run) = &state.running {
+        return ForceSyncOutcome::AlreadyRunning(Some(run.id));
+    }
+    if !state.shutdown_waiters.is_empty() {
+        return ForceSyncOutcome::Failed("the service is shutting down".into());
+    }
+    let database = state.services.database.clone();
+    let lock = match SyncLock::try_acquire(&database).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return ForceSyncOutcome::AlreadyRunning(None),
+        Err(error) => return ForceSyncOutcome::Failed(error.to_string()),
+    };
+    let plan: Vec<(Source, SourceStatus, Option<String>)> = Source::ALL
+        .into_iter()
+        .map(|source| match skip_reason(state, source) {
+            Some(reason) => (source, SourceStatus::Skipped, Some(reason)),
+            None => (source, SourceStatus::Running, None),
+        })
+        .collect();
+    let (sync_id, started_at) = match syncs::create_sync(&database, trigger, &plan).await {
+        Ok(created) => created,
+        Err(error) => {
+            lock.release().await;
+            return ForceSyncOutcome::Failed(error.to_string());
+        }
+    };
+    tracing::info!(sync_id, trigger = trigger.as_str(), "sync started");
+    telemetry::sync_started();
+
+    let config = state.services.config.clone();
+    let gates: HashMap<Source, Arc<Semaphore>> = plan
+        .iter()
+        .filter(|(_, status, _)| *status == SourceStatus::Running)
+        .map(|(source, _, _)| (*source, Arc::new(Semaphore::new(config.sync.max_pages_in_flight))))
+        .collect();
+    let mut run = RunningSync {
+        id: sync_id,
+        started_at,
+        started: Instant::now(),
+        lock: Some(lock),
+        sources: BTreeMap::new(),
+        writer: None,
+        draining: false,
+        interrupted: false,
+        timers: vec![
+            myself.send_after(Duration::from_secs(config.sync.timeout_secs), move || {
+                SupervisorMsg::SyncTimedOut { sync_id }
+            }),
+        ],
+    };
+    for (source, status, reason) in &plan {
+        let mut report = SourceReport::new(*source, *status);
+        report.error = reason.clone();
+        let skipped = *status == SourceStatus::Skipped;
+        if skipped {
+            report.duration_ms = Some(0);
+        }
+        run.sources.insert(
+            *source,
+            SourceRun {
+                report,
+                started: Instant::now(),
+                fetcher: None,
+                transformer: None,
+                fetch_done: skipped,
+                dispatched: 0,
+                settled: 0,
+                done: skipped,
+            },
+        );
+    }
+
+    let writer_args = WriterArgs {
+        sync_id,
+        synced_at: started_at,
+        services: state.services.clone(),
+        supervisor: myself.clone(),
+        gates: gates.clone(),
+    };
+    match Actor::spawn_linked(None, Writer, writer_args, myself.get_cell()).await {
+        Ok((writer, _)) => {
+            state.children.insert(writer.get_id(), (sync_id, ChildRole::Writer));
+            run.writer = Some(writer);
+        }
+        Err(error) => {
+            state.running = Some(run);
+            for (source, _) in gates {
+                fail_source(state, sync_id, source, format!("the writer did not start: {error}")).await;
+            }
+            return ForceSyncOutcome::Started(sync_id);
+        }
+    }
+    let writer = run.writer.clone().expect("set just above");
+    state.running = Some(run);
+    for (source, gate) in gates {
+        if let Err(error) = spawn_source(myself, state, sync_id, source, gate, writer.clone()).await {
+            fail_source(state, sync_id, source, error).await;
+        }
+    }
+    ForceSyncOutcome::Started(sync_id)
+}
+
+async fn spawn_source(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    sync_id: i64,
+    source: Source,
+    gate: Arc<Semaphore>,
+    writer: ActorRef<WriterMsg>,
+) -> Result<(), String> {
+    let transformer_args = TransformerArgs {
+        writer,
+        supervisor: myself.clone(),
+    };
+    let (transformer, _) = Actor::spawn_linked(None, Transformer, transformer_args, myself.get_cell())
+        .await
+        .map_err(|error| format!("the transformer did not start: {error}"))?;
+    state
+        .children
+        .insert(transformer.get_id(), (sync_id, ChildRole::Transformer(source)));
+    let fetcher_args = FetcherArgs {
+        sync_id,
+        source,
+        services: state.services.clone(),
+        gate,
+        transformer: transformer.clone(),
+        supervisor: myself.clone(),
+    };
+    let run = state.running.as_mut().expect("a sync is running");
+    let progress = run.sources.get_mut(&source).expect("every source has a run");
+    progress.transformer = Some(transformer);
+    let (fetcher, _) = Actor::spawn_linked(None, Fetcher, fetcher_args, myself.get_cell())
+        .await
+        .map_err(|error| format!("the fetcher did not start: {error}"))?;
+    state
+        .children
+        .insert(fetcher.get_id(), (sync_id, ChildRole::Fetcher(source)));
+    let run = state.running.as_mut().expect("a sync is running");
+    run.sources.get_mut(&source).expect("every source has a run").fetcher = Some(fetcher);
+    Ok(())
+}
+
+async fn on_pages_committed(
+    state: &mut SupervisorState,
+    sync_id: i64,
+    pages: Vec<(PageKey, usize)>,
+    outcome: BatchOutcome,
+) {
+    let Some(run) = running(state, sync_id) else {
+        return;
+    };
+    for (key, records) in pages {
+        if let Some(progress) = run.sources.get_mut(&key.source) {
+            progress.settled += 1;
+            progress.report.models_fetched += records as i64;
+        }
+    }
+    for (source, stored) in outcome.stored {
+        if let Some(progress) = run.sources.get_mut(&source) {
+            progress.report.models_stored += stored as i64;
+        }
+    }
+    for ((source, _), rejected) in outcome.rejected {
+        if let Some(progress) = run.sources.get_mut(&source) {
+            progress.report.models_rejected += rejected as i64;
+        }
+    }
+    complete_finished_sources(state, sync_id).await;
+}
+
+async fn on_child_exited(state: &mut SupervisorState, sync_id: i64, role: ChildRole, error: Option<String>) {
+    let Some(error) = error else {
+        return; // a clean stop: the child said what it had to say before stopping
+    };
+    tracing::error!(actor = role.kind(), %error, "actor crashed");
+    telemetry::actor_restarted(role.kind());
+    match role {
+        ChildRole::Fetcher(source) | ChildRole::Transformer(source) => {
+            fail_source(state, sync_id, source, format!("the {} crashed: {error}", role.kind())).await;
+        }
+        ChildRole::Writer => {
+            if let Some(run) = running(state, sync_id) {
+                run.writer = None;
+                let sources: Vec<Source> = run.sources.keys().copied().collect();
+                for source in sources {
+                    fail_source(state, sync_id, source, format!("the writer crashed: {error}")).await;
+                }
+            }
+        }
+    }
+}
+
+/// Marks a source failed (the first reason wins), stops its actors and makes the writer drop
+/// whatever of it is still in flight; rows already committed stay and are counted.
+async fn fail_source(state: &mut SupervisorState, sync_id: i64, source: Source, error: String) {
+    let Some(run) = running(state, sync_id) else {
+        return;
+    };
+    let writer = run.writer.clone();
+    let Some(progress) = run.sources.get_mut(&source) else {
+        return;
+    };
+    if progress.done {
+        return;
+    }
+    tracing::warn!(%source, %error, "source failed");
+    progress.report.status = SourceStatus::Failed;
+    progress.report.error.get_or_insert(error);
+    if let Some(fetcher) = progress.fetcher.take() {
+        fetcher.kill();
+    }
+    if let Some(transformer) = progress.transformer.take() {
+        transformer.kill();
+    }
+    if let Some(writer) = writer {
+        let _ = writer.cast(WriterMsg::Abandon(vec![source]));
+    }
+    progress.fetch_done = true;
+    progress.settled = progress.dispatched;
+    finish_source(state, sync_id, source).await;
+}
+
+async fn complete_finished_sources(state: &mut SupervisorState, sync_id: i64) {
+    let Some(run) = running(state, sync_id) else {
+        return;
+    };
+    let complete: Vec<Source> = run
+        .sources
+        .iter()
+        .filter(|(_, progress)| !progress.done && progress.is_complete())
+        .map(|(source, _)| *source)
+        .collect();
+    for source in complete {
+        if let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) {
+            progress.report.status = SourceStatus::Success;
+            if let Some(transformer) = progress.transformer.take() {
+                transformer.stop(None);
+            }
+        }
+        finish_source(state, sync_id, source).await;
+    }
+}
+
+/// Records a source's end (status and the counts known so far; `finalize` recounts).
+async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source) {
+    let database = state.services.database.clone();
+    let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
+        return;
+    };
+    progress.done = true;
+    progress.report.duration_ms = Some(progress.started.elapsed().as_millis() as i64);
+    tracing::info!(
+        %source,
+        status = progress.report.status.as_str(),
+        fetched = progress.report.models_fetched,
+        stored = progress.report.models_stored,
+        rejected = progress.report.models_rejected,
+        "source finished"
+    );
+    if let Err(error) = syncs::finish_source(&database, sync_id, &progress.report).await {
+        tracing::error!(%source, %error, "could not record the source's result");
+    }
+}
+
+/// Once every source is done, asks the writer to flush and report back.
+fn maybe_drain(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    let Some(run) = state.running.as_mut() else {
+        return;
+    };
+    if run.draining || !run.sources.values().all(|progress| progress.done) {
+        return;
+    }
+    run.draining = true;
+    let drained = run
+        .writer
+        .as_ref()
+        .is_some_and(|writer| writer.cast(WriterMsg::Drain).is_ok());
+    if !drained {
+        // No writer to wait for: finalize through the mailbox, after what is queued.
+        let _ = myself.cast(SupervisorMsg::WriterDrained { sync_id: run.id });
+    }
+}
+
+async fn finalize(state: &mut SupervisorState) {
+    let Some(mut run) = state.running.take() else {
+        return;
+    };
+    let database = state.services.database.clone();
+    for timer in run.timers.drain(..) {
+        timer.abort();
+    }
+    if let Some(writer) = run.writer.take() {
+        writer.stop(None);
+    }
+    // The database is the truth for what was stored, whatever was retried or re-sent.
+    for (source, progress) in run.sources.iter_mut() {
+        if progress.report.status == SourceStatus::Skipped {
+            continue;
+        }
+        match syncs::count_source_rows(&database, run.id, *source).await {
+            Ok((stored, rejected)) => {
+                progress.report.models_stored = stored;
+                progress.report.models_rejected = rejected;
+            }
+            Err(error) => tracing::error!(%source, %error, "could not count the source's rows"),
+        }
+        if progress.report.status == SourceStatus::Running {
+            progress.report.status = SourceStatus::Failed;
+        }
+        if let Err(error) = syncs::finish_source(&database, run.id, &progress.report).await {
+            tracing::error!(%source, %error, "could not record the source's result");
+        }
+        telemetry::source_models(*source, progress.report.models_stored.max(0) as u64);
+    }
+    let status = if run.interrupted {
+        SyncStatus::Interrupted
+    } else {
+        SyncStatus::from_sources(run.sources.values().map(|progress| progress.report.status))
+    };
+    let error = summarize_errors(&run);
+    if let Err(error) = syncs::finish_sync(&database, run.id, status, error.as_deref()).await {
+        tracing::error!(%error, "could not record the sync's result; it will be marked interrupted at the next start");
+    }
+    if let Some(lock) = run.lock.take() {
+        lock.release().await;
+    }
+    let duration = run.started.elapsed();
+    let success_time = (status == SyncStatus::Success).then(|| Utc::now().timestamp_millis() as f64 / 1000.0);
+    telemetry::sync_finished(status.as_str(), duration, success_time);
+    let report = match syncs::get_sync(&database, run.id).await {
+        Ok(Some(report)) => report,
+        _ => fallback_report(&run, status, error, duration),
+    };
+    tracing::info!(
+        status = status.as_str(),
+        duration_ms = duration.as_millis() as u64,
+        stored = report.models_stored,
+        "sync finished"
+    );
+    let _ = state.finished.send(report);
+    answer_shutdown(state);
+}
+
+fn summarize_errors(run: &RunningSync) -> Option<String> {
+    let errors: Vec<String> = run
+        .sources
+        .iter()
+        .filter(|(_, progress)| progress.report.status == SourceStatus::Failed)
+        .map(|(source, progress)| format!("{source}: {}", progress.report.error.as_deref().unwrap_or("failed")))
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+fn fallback_report(run: &RunningSync, status: SyncStatus, error: Option<String>, duration: Duration) -> SyncReport {
+    let sources: Vec<SourceReport> = run.sources.values().map(|progress| progress.report.clone()).collect();
+    SyncReport {
+        id: run.id,
+        started_at: run.started_at,
+        finished_at: Some(Utc::now()),
+        status,
+        trigger: String::new(),
+        models_fetched: sources.iter().map(|s| s.models_fetched).sum(),
+        models_stored: sources.iter().map(|s| s.models_stored).sum(),
+        models_rejected: sources.iter().map(|s| s.models_rejected).sum(),
+        duration_ms: Some(duration.as_millis() as i64),
+        error,
+        sources,
+    }
+}
+
+fn answer_shutdown(state: &mut SupervisorState) {
+    if state.running.is_none() {
+        for waiter in state.shutdown_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+}

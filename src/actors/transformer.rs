@@ -1,0 +1,142 @@
+//! One transformer per source per sync: parses each raw page off the async threads, applies
+//! the page-level rules (truncation to `max_models`, duplicates within the page), and streams
+//! the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
+//! fails the source, never the process.
+
+use std::collections::HashSet;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use crate::actors::messages::{PageRows, RawPage, SupervisorMsg, TransformerMsg, WriterMsg};
+use crate::model::{ParsedPage, Reject, RejectReason};
+use crate::sources::parse_payload;
+
+pub struct Transformer;
+
+pub struct TransformerArgs {
+    pub writer: ActorRef<WriterMsg>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Actor for Transformer {
+    type Msg = TransformerMsg;
+    type State = TransformerArgs;
+    type Arguments = TransformerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<TransformerMsg>,
+        args: TransformerArgs,
+    ) -> Result<TransformerArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<TransformerMsg>,
+        message: TransformerMsg,
+        state: &mut TransformerArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let TransformerMsg::Page(page) = message;
+        let key = page.ticket.key;
+        let span = tracing::info_span!("transform", sync_id = key.sync_id, source = %key.source, page = key.page_no);
+        async {
+            let RawPage {
+                ticket,
+                body,
+                max_records,
+                last,
+            } = page;
+            let source = key.source;
+            // Parsing is CPU work: keep it off the async worker threads. A panic inside comes
+            // back as a JoinError instead of unwinding through this actor.
+            let parsed = tokio::task::spawn_blocking(move || match max_records {
+                Some(max) => parse_payload(source, &first_records(&body, max)),
+                None => parse_payload(source, &body),
+            })
+            .await;
+            let error = match parsed {
+                Ok(Ok(mut parsed)) => {
+                    quarantine_duplicates(&mut parsed);
+                    tracing::debug!(
+                        models = parsed.models.len(),
+                        rejects = parsed.rejects.len(),
+                        "page parsed"
+                    );
+                    state.writer.cast(WriterMsg::Page(PageRows {
+                        ticket,
+                        models: parsed.models,
+                        rejects: parsed.rejects,
+                        last,
+                    }))?;
+                    return Ok(());
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(join_error) => format!("the {source} parser crashed: {}", panic_message(join_error)),
+            };
+            tracing::error!(%error, "page could not be parsed");
+            drop(ticket);
+            state.supervisor.cast(SupervisorMsg::PageFailed { key, error })?;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A key listed twice in one page: the first record wins, the others are quarantined (with
+/// their raw text) so nothing is silently lost and the batch never conflicts with itself.
+fn quarantine_duplicates(page: &mut ParsedPage) {
+    let mut seen: HashSet<(String, String)> = HashSet::with_capacity(page.models.len());
+    let mut kept = Vec::with_capacity(page.models.len());
+    for model in page.models.drain(..) {
+        if seen.insert((model.provider.clone(), model.model_id.clone())) {
+            kept.push(model);
+        } else {
+            page.rejects.push(Reject {
+                source: model.source,
+                reason: RejectReason::DuplicateId,
+                detail: format!(
+                    "{}/{} appears more than once in the same page",
+                    model.provider, model.model_id
+                ),
+                model_id: Some(model.model_id),
+                raw: model.raw,
+            });
+        }
+    }
+    page.models = kept;
+}
+
+/// The first `max` items of a top-level JSON array, as a JSON array (the last page of a listing
+/// bounded by `max_models`). A body that is not an array is returned as is for the parser to
+/// judge.
+fn first_records(body: &[u8], max: usize) -> Vec<u8> {
+    match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body) {
+        Ok(items) if items.len() > max => {
+            let mut out = Vec::with_capacity(body.len());
+            out.push(b'[');
+            for (index, item) in items[..max].iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item.get().as_bytes());
+            }
+            out.push(b']');
+            out
+        }
+        _ => body.to_vec(),
+    }
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with a non-text payload".into()),
+        Err(error) => error.to_string(),
+    }
+}

@@ -1,0 +1,98 @@
+//! `sync`: one sync in this process, then exit with its status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::Actor;
+use tokio::sync::broadcast;
+
+use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
+use crate::actors::supervisor::{Supervisor, SupervisorArgs};
+use crate::actors::Services;
+use crate::cli::DatabaseSession;
+use crate::config::Config;
+use crate::report::{SyncReport, Trigger};
+
+pub async fn run(config: Config, json: bool) -> anyhow::Result<i32> {
+    crate::telemetry::metrics_handle();
+    let session = DatabaseSession::open(&config).await?;
+    let result = sync_once(&config, &session, json).await;
+    session.close().await;
+    result
+}
+
+async fn sync_once(config: &Config, session: &DatabaseSession, json: bool) -> anyhow::Result<i32> {
+    session.recover_interrupted_syncs().await?;
+    let services = Services {
+        database: session.database.clone(),
+        config: Arc::new(config.clone()),
+        budgets: Default::default(),
+    };
+    let (finished, mut reports) = broadcast::channel(8);
+    let (supervisor, handle) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished }).await?;
+    let outcome = supervisor
+        .call(
+            |reply| SupervisorMsg::ForceSync {
+                trigger: Trigger::Cli,
+                reply: Some(reply),
+            },
+            Some(Duration::from_secs(60)),
+        )
+        .await?;
+    let sync_id = match outcome {
+        CallResult::Success(ForceSyncOutcome::Started(id)) => id,
+        CallResult::Success(ForceSyncOutcome::AlreadyRunning(id)) => {
+            eprintln!(
+                "another sync is running{}; not starting a second one",
+                id.map(|id| format!(" (id {id})"))
+                    .unwrap_or_else(|| " in another process".into())
+            );
+            supervisor.stop(None);
+            return Ok(2);
+        }
+        CallResult::Success(ForceSyncOutcome::Failed(error)) => anyhow::bail!("the sync could not start: {error}"),
+        _ => anyhow::bail!("the supervisor did not answer"),
+    };
+    let report = wait_for(sync_id, &mut reports, &supervisor, config).await?;
+    supervisor.stop(None);
+    let _ = handle.await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_table());
+    }
+    Ok(report.status.exit_code())
+}
+
+/// Waits for the sync's report; Ctrl-C or SIGTERM interrupts it (recorded as `interrupted`).
+async fn wait_for(
+    sync_id: i64,
+    reports: &mut broadcast::Receiver<SyncReport>,
+    supervisor: &ractor::ActorRef<SupervisorMsg>,
+    config: &Config,
+) -> anyhow::Result<SyncReport> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            report = reports.recv() => match report {
+                Ok(report) if report.id == sync_id => return Ok(report),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the supervisor stopped before the sync finished"),
+            },
+            _ = tokio::signal::ctrl_c(), if !interrupted => interrupted = true,
+            _ = terminate.recv(), if !interrupted => interrupted = true,
+        }
+        if interrupted {
+            eprintln!("stopping: interrupting sync {sync_id}");
+            let grace = Duration::ZERO;
+            let _ = supervisor
+                .call(
+                    |reply| SupervisorMsg::Shutdown { grace, reply },
+                    Some(Duration::from_secs(config.http.shutdown_grace_secs)),
+                )
+                .await;
+        }
+    }
+}

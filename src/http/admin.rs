@@ -1,0 +1,75 @@
+//! `GET /api/admin/sync-models` (history) and `POST /api/admin/sync-models` (force a sync).
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ractor::rpc::CallResult;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
+use crate::http::AppState;
+use crate::report::Trigger;
+use crate::store::syncs;
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<i64>,
+}
+
+pub async fn list_syncs(State(state): State<AppState>, Query(query): Query<HistoryQuery>) -> Response {
+    let limit = query.limit.unwrap_or(20).clamp(1, 500);
+    let running = state
+        .supervisor
+        .call(SupervisorMsg::GetRunning, Some(Duration::from_secs(5)))
+        .await
+        .ok()
+        .and_then(|result| match result {
+            CallResult::Success(running) => running,
+            _ => None,
+        });
+    match syncs::recent_syncs(&state.services.database, limit).await {
+        Ok(history) => Json(json!({ "running_sync_id": running, "syncs": history })).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": format!("cannot read the sync history: {error}") })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn force_sync(State(state): State<AppState>) -> Response {
+    let call = state
+        .supervisor
+        .call(
+            |reply| SupervisorMsg::ForceSync {
+                trigger: Trigger::Manual,
+                reply: Some(reply),
+            },
+            Some(Duration::from_secs(20)),
+        )
+        .await;
+    match call {
+        Ok(CallResult::Success(ForceSyncOutcome::Started(sync_id))) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "sync_id": sync_id, "status": "started" })),
+        )
+            .into_response(),
+        Ok(CallResult::Success(ForceSyncOutcome::AlreadyRunning(sync_id))) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": "a sync is already running", "sync_id": sync_id })),
+        )
+            .into_response(),
+        Ok(CallResult::Success(ForceSyncOutcome::Failed(error))) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error }))).into_response()
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "the supervisor did not answer in time" })),
+        )
+            .into_response(),
+    }
+}

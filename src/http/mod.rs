@@ -1,0 +1,61 @@
+//! The HTTP surface of `serve` (DESIGN.md §5): the admin API, health and readiness probes, and
+//! `/metrics`, all on one port so that one scrape target and one firewall rule suffice.
+
+mod admin;
+mod auth;
+mod probes;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::ActorRef;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::actors::health::HealthMsg;
+use crate::actors::messages::SupervisorMsg;
+use crate::actors::Services;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub health: ActorRef<HealthMsg>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    let config = &state.services.config.http;
+    let admin = Router::new()
+        .route("/api/admin/sync-models", get(admin::list_syncs).post(admin::force_sync))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/api/health", get(probes::health_report))
+        .route("/metrics", get(probes::metrics))
+        .merge(admin)
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in progress.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
