@@ -1,0 +1,304 @@
+//! The `sync`, `syncs` and `migrate` commands through the real binary, against a real
+//! PostgreSQL and a local server that serves the recorded payloads.
+
+mod common;
+
+use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
+
+const SOURCES: [&str; 4] = ["models_dev", "openrouter", "huggingface", "artificial_analysis"];
+
+async fn rows(db: &TestDb, sync_id: i64, source: &str) -> i64 {
+    db.count(&format!(
+        "SELECT count(*) FROM model_snapshots WHERE sync_id = {sync_id} AND source = '{source}'"
+    ))
+    .await
+}
+
+async fn text(db: &TestDb, sql: &str) -> String {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[tokio::test]
+async fn all_four_sources_are_stored_exactly_and_each_sync_is_a_new_snapshot() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server).source("huggingface", "page_size", "1000");
+
+    let first = env.run(&["sync"]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    for source in SOURCES {
+        assert!(first.stdout.contains(source), "summary lists {source}: {first:?}");
+        assert_eq!(rows(&db, 1, source).await, fixture_records(source), "rows of {source}");
+    }
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "success"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM model_rejects").await, 0);
+    let summed = db.count("SELECT models_stored FROM model_syncs WHERE id = 1").await;
+    assert_eq!(summed, SOURCES.iter().map(|s| fixture_records(s)).sum::<i64>());
+    let source_rows = db
+        .count("SELECT count(*) FROM model_sync_sources WHERE sync_id = 1 AND status = 'success' AND models_fetched = models_stored AND http_requests > 0 AND bytes > 0")
+        .await;
+    assert_eq!(source_rows, 4);
+
+    // Exact money: OpenRouter per-token strings become per-million numerics without rounding.
+    let exact = text(
+        &db,
+        "SELECT input_price_per_mtok::text || ' ' || output_price_per_mtok::text || ' ' ||
+                cache_read_price_per_mtok::text || ' ' || cache_write_price_per_mtok::text
+           FROM model_snapshots WHERE source = 'openrouter' AND model_id = 'anthropic/claude-opus-4.7-fast'",
+    )
+    .await;
+    assert_eq!(exact, "30 150 3 37.5");
+    // "-1" means a variable price: NULL in the column, kept in the raw record.
+    let variable = db
+        .count(
+            "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter' AND input_price_per_mtok IS NULL
+               AND data->'pricing'->>'prompt' = '-1'",
+        )
+        .await;
+    assert_eq!(variable, 3);
+    // models.dev ids may contain '/', prices are already per million.
+    let models_dev = text(
+        &db,
+        "SELECT provider || ' ' || input_price_per_mtok::text || ' ' || output_price_per_mtok::text
+           FROM model_snapshots WHERE source = 'models_dev' AND model_id = 'MiniMax-M1' AND provider = '302ai'",
+    )
+    .await;
+    assert_eq!(models_dev, "302ai 0.132 1.254");
+    let with_slash = db
+        .count("SELECT count(*) FROM model_snapshots WHERE source = 'models_dev' AND model_id LIKE '%/%'")
+        .await;
+    assert!(with_slash > 1000, "{with_slash}");
+    // The raw record is kept whole.
+    let raw = text(
+        &db,
+        "SELECT data->>'canonical_slug' FROM model_snapshots WHERE source = 'openrouter' AND model_id = 'anthropic/claude-opus-4.7-fast'",
+    )
+    .await;
+    assert_eq!(raw, "anthropic/claude-4.7-opus-fast-20260512");
+    let intelligence = text(
+        &db,
+        "SELECT intelligence_index::text FROM model_snapshots WHERE source = 'artificial_analysis'
+           AND model_id = '49e70a38-4ac1-4659-b490-09b2c7ff21d6'",
+    )
+    .await;
+    assert_eq!(intelligence, "5.1");
+
+    let second = env.run(&["sync"]).await;
+    assert_eq!(second.code, 0, "{second:?}");
+    for source in SOURCES {
+        assert_eq!(rows(&db, 2, source).await, fixture_records(source));
+    }
+    let unchanged = db
+        .count(
+            "SELECT count(*) FROM model_snapshots a JOIN model_snapshots b
+                ON b.sync_id = 2 AND a.source = b.source AND a.provider = b.provider AND a.model_id = b.model_id
+             WHERE a.sync_id = 1 AND a.content_hash = b.content_hash",
+        )
+        .await;
+    assert_eq!(
+        unchanged,
+        SOURCES.iter().map(|s| fixture_records(s)).sum::<i64>(),
+        "same payloads, same hashes"
+    );
+
+    let history = env.run(&["syncs", "--json", "--limit", "5"]).await;
+    assert_eq!(history.code, 0, "{history:?}");
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[0]["id"], 2);
+    assert_eq!(history[0]["sources"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn hugging_face_follows_link_pages_and_honours_max_models() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("huggingface", "page_size", "100")
+        .source("huggingface", "max_models", "250")
+        .source("models_dev", "enabled", "false")
+        .source("openrouter", "enabled", "false")
+        .unset("ARTIFICIAL_ANALYSIS_API_KEY");
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(rows(&db, 1, "huggingface").await, 250);
+    assert_eq!(
+        db.count("SELECT http_requests FROM model_sync_sources WHERE sync_id = 1 AND source = 'huggingface'")
+            .await,
+        3
+    );
+    // The first 250 of the listing, in order: the top of the sorted listing is what was asked.
+    let expected: Vec<serde_json::Value> = serde_json::from_slice(&common::read_fixture("hf_models.json")).unwrap();
+    let last_expected = expected[249]["id"].as_str().unwrap().to_string();
+    let found = db
+        .count(&format!(
+            "SELECT count(*) FROM model_snapshots WHERE model_id = '{last_expected}'"
+        ))
+        .await;
+    assert_eq!(found, 1);
+    let skipped = text(
+        &db,
+        "SELECT status || ': ' || error FROM model_sync_sources WHERE sync_id = 1 AND source = 'artificial_analysis'",
+    )
+    .await;
+    assert_eq!(skipped, "skipped: no ARTIFICIAL_ANALYSIS_API_KEY set");
+
+    // The whole listing across 25 pages.
+    let all = env
+        .clone()
+        .source("huggingface", "max_models", "0")
+        .run(&["sync"])
+        .await;
+    assert_eq!(all.code, 0, "{all:?}");
+    assert_eq!(rows(&db, 2, "huggingface").await, fixture_records("huggingface"));
+    assert_eq!(
+        db.count("SELECT http_requests FROM model_sync_sources WHERE sync_id = 2 AND source = 'huggingface'")
+            .await,
+        25
+    );
+}
+
+#[tokio::test]
+async fn a_failing_source_fails_alone_and_the_others_are_stored() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("openrouter", "base_url", &server.base_url("status500"))
+        .source("openrouter", "max_retries", "2")
+        .source("models_dev", "base_url", &server.base_url("garbage"));
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 1, "partial → exit 1: {run:?}");
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "partial"
+    );
+    let openrouter = text(
+        &db,
+        "SELECT status || ' ' || http_requests || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'",
+    )
+    .await;
+    assert!(openrouter.starts_with("failed 3 "), "{openrouter}");
+    assert!(openrouter.contains("500"), "{openrouter}");
+    let models_dev = text(
+        &db,
+        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'models_dev'",
+    )
+    .await;
+    assert!(
+        models_dev.starts_with("failed ") && models_dev.contains("not valid JSON"),
+        "{models_dev}"
+    );
+    assert_eq!(rows(&db, 1, "openrouter").await, 0);
+    assert_eq!(rows(&db, 1, "huggingface").await, fixture_records("huggingface"));
+    assert_eq!(
+        rows(&db, 1, "artificial_analysis").await,
+        fixture_records("artificial_analysis")
+    );
+    assert!(run.stdout.contains("failed"), "{run:?}");
+
+    // Every source failing is a failed sync: exit 2.
+    let env = env
+        .source("huggingface", "base_url", &server.base_url("status404"))
+        .source("artificial_analysis", "base_url", &server.base_url("status404"));
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(text(&db, "SELECT status FROM model_syncs WHERE id = 2").await, "failed");
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_and_retry_after_is_honoured() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("openrouter", "base_url", &server.base_url("flaky"))
+        .source("huggingface", "base_url", &server.base_url("flaky"))
+        .source("huggingface", "page_size", "500");
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(rows(&db, 1, "openrouter").await, fixture_records("openrouter"));
+    assert_eq!(rows(&db, 1, "huggingface").await, fixture_records("huggingface"));
+    // Each of the 5 pages failed once and then succeeded.
+    assert_eq!(
+        db.count("SELECT http_requests FROM model_sync_sources WHERE source = 'huggingface'")
+            .await,
+        10
+    );
+}
+
+#[tokio::test]
+async fn migrations_apply_once_even_when_two_processes_start_together() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server);
+    let (a, b) = tokio::join!(env.run(&["migrate"]), env.run(&["migrate"]));
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    let applied = format!("{}{}", a.stdout, b.stdout);
+    assert_eq!(applied.matches("applied 0001_schema.sql").count(), 1, "{applied}");
+    assert_eq!(db.count("SELECT count(*) FROM model_lens_migrations").await, 1);
+    for index in [
+        "idx_model_snapshots_sync_id",
+        "idx_model_snapshots_synced_at",
+        "idx_model_snapshots_source",
+        "idx_model_snapshots_provider",
+    ] {
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM pg_indexes WHERE indexname = '{index}'"))
+                .await,
+            1,
+            "{index}"
+        );
+    }
+    let again = env.run(&["migrate"]).await;
+    assert!(again.stdout.contains("up to date"), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_sync_left_running_by_a_killed_process_becomes_interrupted() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server);
+    assert_eq!(env.run(&["migrate"]).await.code, 0);
+    let client = db.client().await;
+    client
+        .batch_execute("INSERT INTO model_syncs (trigger, status) VALUES ('cli', 'running')")
+        .await
+        .unwrap();
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "interrupted"
+    );
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 2").await,
+        "success"
+    );
+}
+
+#[tokio::test]
+async fn help_is_available_for_every_command() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server);
+    for command in [
+        "serve",
+        "sync",
+        "health",
+        "check-sync-health",
+        "syncs",
+        "trigger",
+        "migrate",
+    ] {
+        let run = env.run(&[command, "--help"]).await;
+        assert_eq!(run.code, 0, "{command}: {run:?}");
+        assert!(run.stdout.contains("Usage"), "{command}: {run:?}");
+    }
+}
