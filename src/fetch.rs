@@ -30,9 +30,9 @@ pub enum FetchError {
     },
     #[error("{url} sent more than {limit} bytes (sources.<name>.max_response_bytes)")]
     TooLarge { url: String, limit: u64 },
-    #[error("gave up on {url} after {attempts} attempts: {last}")]
+    #[error("gave up on {url} after {attempts} attempts; last error: {last}")]
     Exhausted { url: String, attempts: u32, last: String },
-    #[error("request to {url} failed: {message}")]
+    #[error("{url}: {message}")]
     Request { url: String, message: String },
     #[error("the daily request budget of {budget} for this source is used up (resets at 00:00 UTC)")]
     BudgetExhausted { budget: u64 },
@@ -83,6 +83,17 @@ struct AttemptError {
     reason: &'static str,
     retry_after: Option<Duration>,
     error: FetchError,
+}
+
+impl AttemptError {
+    /// The error without the URL (for messages that already name it).
+    fn short(&self) -> String {
+        match &self.error {
+            FetchError::Request { message, .. } => message.clone(),
+            FetchError::Status { status, hint, .. } => format!("HTTP {status}{hint}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 pub struct HttpFetcher {
@@ -188,7 +199,7 @@ impl HttpFetcher {
                         return Err(FetchError::Exhausted {
                             url: url.to_string(),
                             attempts: attempt + 1,
-                            last: failure.error.to_string(),
+                            last: failure.short(),
                         });
                     }
                     return Err(failure.error);
@@ -228,7 +239,7 @@ impl HttpFetcher {
                 retry_after: None,
                 error: FetchError::Request {
                     url: url.to_string(),
-                    message: describe(&error),
+                    message: describe(error),
                 },
             }
         };
@@ -331,10 +342,12 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// reqwest's Display hides the cause ("error sending request"); include the chain.
-fn describe(error: &reqwest::Error) -> String {
+/// reqwest's Display hides the cause ("error sending request"); include the chain, without
+/// the URL (the caller names it once).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

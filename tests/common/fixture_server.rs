@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A local HTTP server that answers like the four APIs, from the recorded payloads of
 //! `../shared/fixtures` (or `MODEL_LENS_FIXTURES_DIR`).
 //!
@@ -62,7 +63,16 @@ impl FixtureServer {
         FixtureServer::start_with_models_dev("modelsdev_api.json").await
     }
 
+    /// Serves the default fixtures on a given address (the offline demo).
+    pub async fn start_at(addr: &str) -> FixtureServer {
+        FixtureServer::serve("modelsdev_api.json", addr).await
+    }
+
     pub async fn start_with_models_dev(models_dev_fixture: &str) -> FixtureServer {
+        FixtureServer::serve(models_dev_fixture, "127.0.0.1:0").await
+    }
+
+    async fn serve(models_dev_fixture: &str, addr: &str) -> FixtureServer {
         let huggingface: Vec<serde_json::Value> =
             serde_json::from_slice(&read_fixture("hf_models.json")).expect("hf_models.json is a JSON array");
         let state = ServerState {
@@ -77,7 +87,7 @@ impl FixtureServer {
         };
         let requests = state.requests.clone();
         let app = Router::new().fallback(answer).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind a local port");
         let addr = listener.local_addr().expect("local address");
