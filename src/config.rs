@@ -126,8 +126,11 @@ pub struct WriterConfig {
     /// ...or once its oldest page has waited this long.
     pub flush_interval_ms: u64,
     pub max_batches_per_second: u32,
-    /// Attempts after the first before a batch's sources are failed.
+    /// Attempts after the first before a batch's sources are failed. With the backoff below,
+    /// the defaults ride out about a minute of database outage.
     pub max_retries: u32,
+    /// First delay between attempts; doubled each time up to 30 s.
+    pub retry_base_ms: u64,
 }
 
 impl Default for WriterConfig {
@@ -136,7 +139,8 @@ impl Default for WriterConfig {
             batch_size: 5000,
             flush_interval_ms: 500,
             max_batches_per_second: 50,
-            max_retries: 5,
+            max_retries: 8,
+            retry_base_ms: 500,
         }
     }
 }

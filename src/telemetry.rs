@@ -57,6 +57,16 @@ pub const ALL_METRICS: [&str; 16] = [
 
 /// Sync statuses as labels of `model_lens_sync_runs_total`.
 pub const SYNC_STATUSES: [&str; 4] = ["success", "partial", "failed", "interrupted"];
+/// Reasons of `model_lens_source_retries_total` (what `fetch.rs` reports).
+pub const RETRY_REASONS: [&str; 7] = [
+    "timeout",
+    "connect",
+    "body",
+    "transport",
+    "status_408",
+    "status_429",
+    "status_5xx",
+];
 /// Actor kinds as labels of `model_lens_actor_restarts_total`.
 pub const ACTOR_KINDS: [&str; 4] = ["fetcher", "transformer", "writer", "health"];
 
@@ -140,8 +150,11 @@ fn describe_and_initialize() {
     for source in Source::ALL {
         let source = source.as_str();
         counter!(MODELS_STORED_TOTAL, "source" => source).absolute(0);
-        for outcome in ["success", "error"] {
+        for outcome in ["success", "retry", "error"] {
             counter!(SOURCE_REQUESTS_TOTAL, "source" => source, "outcome" => outcome).absolute(0);
+        }
+        for reason in RETRY_REASONS {
+            counter!(SOURCE_RETRIES_TOTAL, "source" => source, "reason" => reason).absolute(0);
         }
         for reason in RejectReason::ALL {
             counter!(MODELS_REJECTED_TOTAL, "source" => source, "reason" => reason.as_str()).absolute(0);

@@ -302,3 +302,104 @@ async fn help_is_available_for_every_command() {
         assert!(run.stdout.contains("Usage"), "{command}: {run:?}");
     }
 }
+
+async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+    while db.try_count(sql).await.unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_start_recovers() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let slow = BinaryEnv::new(&db, &server)
+        .source("huggingface", "base_url", &server.base_url("slow"))
+        .source("huggingface", "page_size", "1000");
+    let mut child = slow.command(&["sync"]).spawn().unwrap();
+    // Wait until some batches are committed while Hugging Face is still paging slowly.
+    wait_until(
+        &db,
+        "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
+        30,
+    )
+    .await;
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "running"
+    );
+    // Whatever was committed is whole: every committed source has all of its rows or none.
+    let openrouter = rows(&db, 1, "openrouter").await;
+    assert!(
+        openrouter == 0 || openrouter == fixture_records("openrouter"),
+        "{openrouter}"
+    );
+
+    let next = BinaryEnv::new(&db, &server).run(&["sync"]).await;
+    assert_eq!(next.code, 0, "{next:?}");
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "interrupted"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_sync_sources WHERE sync_id = 1 AND status = 'running'")
+            .await,
+        0
+    );
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 2").await,
+        "success"
+    );
+}
+
+#[tokio::test]
+async fn postgres_restarted_in_the_middle_of_a_sync_loses_nothing() {
+    use model_lens_sync::store::embedded::EmbeddedPostgres;
+    let dir = std::env::temp_dir()
+        .join("model-lens-tests")
+        .join(format!("outage-{}", std::process::id()));
+    let cluster = EmbeddedPostgres::start(&dir, None).await.expect("a private cluster");
+    let db = TestDb {
+        url: cluster.url(),
+        name: "postgres".into(),
+    };
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("huggingface", "base_url", &server.base_url("slow"))
+        .source("huggingface", "page_size", "1000")
+        .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "200");
+    let child = env.command(&["sync"]).output();
+    let outage = async {
+        wait_until(
+            &db,
+            "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
+            30,
+        )
+        .await;
+        cluster.stop().await;
+        // Long enough that the first slow Hugging Face page (3 s) arrives during the outage.
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        EmbeddedPostgres::start(&dir, None).await.expect("the cluster restarts")
+    };
+    let (output, restarted) = tokio::join!(child, outage);
+    let run = common::RunOutput::from(output.unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("batch write failed, retrying"),
+        "the outage was not seen: {run:?}"
+    );
+    for source in SOURCES {
+        assert_eq!(rows(&db, 1, source).await, fixture_records(source), "{source}");
+    }
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "success"
+    );
+    restarted.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -198,7 +198,13 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
         match result {
             Ok(outcome) => return Ok(outcome),
             Err(error) if error.is_transient() && attempt < config.writer.max_retries => {
-                let delay = Duration::from_millis(config.api.retry_ms.saturating_mul(1 << attempt.min(10)).min(30_000));
+                let delay = Duration::from_millis(
+                    config
+                        .writer
+                        .retry_base_ms
+                        .saturating_mul(1 << attempt.min(10))
+                        .min(30_000),
+                );
                 tracing::warn!(%error, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "batch write failed, retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

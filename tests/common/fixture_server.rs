@@ -87,9 +87,7 @@ impl FixtureServer {
         };
         let requests = state.requests.clone();
         let app = Router::new().fallback(answer).with_state(state);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind a local port");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind a local port");
         let addr = listener.local_addr().expect("local address");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fixture server runs");

@@ -89,6 +89,13 @@ impl TestDb {
         client
     }
 
+    /// Like `count`, but `None` while the query cannot run (the database or table is not there yet).
+    pub async fn try_count(&self, sql: &str) -> Option<i64> {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.ok()?;
+        tokio::spawn(connection);
+        client.query_one(sql, &[]).await.ok().map(|row| row.get(0))
+    }
+
     /// Runs a query returning one bigint.
     pub async fn count(&self, sql: &str) -> i64 {
         self.client()
