@@ -113,7 +113,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             timeout_secs: 3600,
-            max_pages_in_flight: 4,
+            max_pages_in_flight: 8,
         }
     }
 }

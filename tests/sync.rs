@@ -403,3 +403,47 @@ async fn postgres_restarted_in_the_middle_of_a_sync_loses_nothing() {
     restarted.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantined() {
+    use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::model::{Model, RejectReason, Source};
+    use model_lens_sync::report::{SourceStatus, Trigger};
+    use model_lens_sync::store::{batch::write_batch, connect_pool, migrations, syncs};
+
+    let db = TestDb::create().await;
+    let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
+    migrations::migrate(&database).await.unwrap();
+    let plan = [(Source::OpenRouter, SourceStatus::Running, None)];
+    let (sync_id, synced_at) = syncs::create_sync(&database, Trigger::Cli, &plan).await.unwrap();
+    let model = |id: &str, raw: &str| Model::new(Source::OpenRouter, "acme".into(), id.into(), raw.into());
+    let first = [model("a", r#"{"id":"acme/a"}"#), model("b", r#"{"id":"acme/b"}"#)];
+    let refs: Vec<&Model> = first.iter().collect();
+
+    let written = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
+    assert_eq!(written.stored.get(&Source::OpenRouter), Some(&2));
+    // The same batch again (a lost commit acknowledgement, a writer restart): nothing changes.
+    let resent = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
+    assert_eq!(resent.stored.get(&Source::OpenRouter), None);
+    assert!(resent.rejected.is_empty());
+    // The source listing "a" again with other content: quarantined, the stored row kept.
+    let conflicting = model("a", r#"{"id":"acme/a","changed":true}"#);
+    let fresh = model("c", r#"{"id":"acme/c"}"#);
+    let outcome = write_batch(&database, sync_id, synced_at, &[&conflicting, &fresh], &[])
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored.get(&Source::OpenRouter), Some(&1));
+    assert_eq!(
+        outcome.rejected.get(&(Source::OpenRouter, RejectReason::DuplicateId)),
+        Some(&1)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM model_snapshots").await, 3);
+    assert_eq!(
+        text(&db, "SELECT data::text FROM model_snapshots WHERE model_id = 'a'").await,
+        r#"{"id": "acme/a"}"#
+    );
+    assert_eq!(
+        text(&db, "SELECT reason || ' ' || raw FROM model_rejects").await,
+        r#"duplicate_id {"id": "acme/a", "changed": true}"#
+    );
+}

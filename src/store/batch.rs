@@ -1,6 +1,7 @@
-//! The write of one batch: binary COPY into a per-session staging table, then
-//! `INSERT … ON CONFLICT DO NOTHING` into `model_snapshots`, plus the rejects, in one
-//! transaction. Re-sending a batch (after a lost commit acknowledgement or a writer restart)
+//! The write of one batch, in one transaction with its rejects: binary COPY straight into
+//! `model_snapshots` (the fast path, at the machine's COPY speed), or, when that hits a key
+//! already stored, binary COPY into a per-session staging table and
+//! `INSERT … ON CONFLICT DO NOTHING`. Re-sending a batch (after a lost commit acknowledgement or a writer restart)
 //! therefore changes nothing; a record whose key was already stored in this sync with other
 //! content is quarantined as `duplicate_id` instead of silently overwriting or vanishing.
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 
 use crate::model::{Model, Reject, RejectReason, Source};
 use crate::store::{Database, StoreError};
@@ -97,52 +99,18 @@ pub async fn write_batch(
     let mut client = database.pool.get().await?;
     let transaction = client.transaction().await?;
     let mut outcome = BatchOutcome::default();
-    if !models.is_empty() {
+    if !models.is_empty() && copy_directly(&transaction, sync_id, synced_at, models).await? {
+        for model in models {
+            *outcome.stored.entry(model.source).or_default() += 1;
+        }
+    } else if !models.is_empty() {
         transaction
             .batch_execute(
                 "CREATE TEMP TABLE IF NOT EXISTS staging_snapshots
                     (LIKE model_snapshots INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
             )
             .await?;
-        let sink = transaction
-            .copy_in(&format!(
-                "COPY staging_snapshots ({SNAPSHOT_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &SNAPSHOT_TYPES);
-        pin_mut!(writer);
-        for model in models {
-            let hash = model.content_hash();
-            writer
-                .as_mut()
-                .write(&[
-                    &sync_id,
-                    &model.source.as_str(),
-                    &model.provider,
-                    &model.model_id,
-                    &model.name,
-                    &model.context_length,
-                    &model.max_output_tokens,
-                    &model.input_price_per_mtok,
-                    &model.output_price_per_mtok,
-                    &model.cache_read_price_per_mtok,
-                    &model.cache_write_price_per_mtok,
-                    &model.input_modalities,
-                    &model.output_modalities,
-                    &model.supports_tools,
-                    &model.supports_reasoning,
-                    &model.open_weights,
-                    &model.release_date,
-                    &model.downloads,
-                    &model.likes,
-                    &model.intelligence_index,
-                    &JsonText(&model.raw),
-                    &&hash[..],
-                    &synced_at,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
+        copy_rows(&transaction, "staging_snapshots", sync_id, synced_at, models).await?;
         let inserted = transaction
             .query(
                 &format!(
@@ -221,6 +189,78 @@ pub async fn write_batch(
     }
     transaction.commit().await?;
     Ok(outcome)
+}
+
+/// The fast path: COPY straight into `model_snapshots`, inside a savepoint. It succeeds for
+/// every first write of a batch; a key already stored (a re-sent batch, or an id listed twice)
+/// makes it fail with a unique violation, and the caller takes the staging path, which sorts
+/// re-sends from duplicates. Returns whether the rows are in.
+async fn copy_directly(
+    transaction: &tokio_postgres::Transaction<'_>,
+    sync_id: i64,
+    synced_at: DateTime<Utc>,
+    models: &[&Model],
+) -> Result<bool, StoreError> {
+    transaction.batch_execute("SAVEPOINT direct_copy").await?;
+    match copy_rows(transaction, "model_snapshots", sync_id, synced_at, models).await {
+        Ok(()) => {
+            transaction.batch_execute("RELEASE SAVEPOINT direct_copy").await?;
+            Ok(true)
+        }
+        Err(StoreError::Postgres(error)) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            transaction.batch_execute("ROLLBACK TO SAVEPOINT direct_copy").await?;
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Binary COPY of the rows into `table` (which has the columns of `model_snapshots`).
+async fn copy_rows(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    sync_id: i64,
+    synced_at: DateTime<Utc>,
+    models: &[&Model],
+) -> Result<(), StoreError> {
+    let sink = transaction
+        .copy_in(&format!("COPY {table} ({SNAPSHOT_COLUMNS}) FROM STDIN (FORMAT binary)"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &SNAPSHOT_TYPES);
+    pin_mut!(writer);
+    for model in models {
+        let hash = model.content_hash();
+        writer
+            .as_mut()
+            .write(&[
+                &sync_id,
+                &model.source.as_str(),
+                &model.provider,
+                &model.model_id,
+                &model.name,
+                &model.context_length,
+                &model.max_output_tokens,
+                &model.input_price_per_mtok,
+                &model.output_price_per_mtok,
+                &model.cache_read_price_per_mtok,
+                &model.cache_write_price_per_mtok,
+                &model.input_modalities,
+                &model.output_modalities,
+                &model.supports_tools,
+                &model.supports_reasoning,
+                &model.open_weights,
+                &model.release_date,
+                &model.downloads,
+                &model.likes,
+                &model.intelligence_index,
+                &JsonText(&model.raw),
+                &&hash[..],
+                &synced_at,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }
 
 /// PostgreSQL text cannot hold NUL; keep the information visible as the JSON escape.
