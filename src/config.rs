@@ -107,6 +107,10 @@ pub struct SyncConfig {
     pub timeout_secs: u64,
     /// Pages a fetcher may have in flight (fetched but not yet committed): the memory bound.
     pub max_pages_in_flight: usize,
+    /// A crashed fetcher, transformer or writer is restarted at most this many times within
+    /// `restart_window_secs`; then its source (or, for the writer, the sync) fails.
+    pub max_restarts: usize,
+    pub restart_window_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -114,6 +118,8 @@ impl Default for SyncConfig {
         SyncConfig {
             timeout_secs: 3600,
             max_pages_in_flight: 8,
+            max_restarts: 3,
+            restart_window_secs: 60,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod cli;
 pub mod config;
+pub mod faults;
 pub mod fetch;
 pub mod health;
 pub mod http;

@@ -447,3 +447,74 @@ async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantin
         r#"duplicate_id {"id": "acme/a", "changed": true}"#
     );
 }
+
+async fn assert_exact_and_unique(db: &TestDb, sync_id: i64, context: &str) {
+    for source in SOURCES {
+        assert_eq!(
+            rows(db, sync_id, source).await,
+            fixture_records(source),
+            "{source} {context}"
+        );
+    }
+    let duplicates = db
+        .count(&format!(
+            "SELECT count(*) - count(DISTINCT (source, provider, model_id)) FROM model_snapshots WHERE sync_id = {sync_id}"
+        ))
+        .await;
+    assert_eq!(duplicates, 0);
+}
+
+#[tokio::test]
+async fn crashed_actors_are_restarted_and_nothing_is_lost_or_doubled() {
+    let server = FixtureServer::start().await;
+    for faults in [
+        "fetcher_page:huggingface=3",
+        "transformer_page:huggingface=2",
+        "writer_batch=2",
+        "fetcher_page=1,transformer_page=4,writer_batch=3",
+    ] {
+        let db = TestDb::create().await;
+        let env = BinaryEnv::new(&db, &server)
+            .source("huggingface", "page_size", "500")
+            .set("MODEL_LENS_WRITER__BATCH_SIZE", "600")
+            .set("MODEL_LENS_FAULTS", faults);
+        let run = env.run(&["sync"]).await;
+        assert_eq!(run.code, 0, "{faults}: {run:?}");
+        assert!(
+            run.stderr.contains("injected fault"),
+            "{faults}: the fault did not fire: {run:?}"
+        );
+        assert!(run.stderr.contains("restarting"), "{faults}: {run:?}");
+        assert_eq!(
+            text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+            "success",
+            "{faults}"
+        );
+        assert_exact_and_unique(&db, 1, &format!("{faults}: {run:?}")).await;
+    }
+}
+
+#[tokio::test]
+async fn an_actor_that_keeps_crashing_fails_its_source_only() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("huggingface", "page_size", "500")
+        .set("MODEL_LENS_FAULTS", "fetcher_page:huggingface=always");
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = text(
+        &db,
+        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'huggingface'",
+    )
+    .await;
+    assert!(
+        error.starts_with("failed the fetcher crashed 4 times within 60s"),
+        "{error}"
+    );
+    assert_eq!(rows(&db, 1, "openrouter").await, fixture_records("openrouter"));
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "partial"
+    );
+}

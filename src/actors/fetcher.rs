@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::actors::messages::{FetcherMsg, PageKey, PageTicket, RawPage, SupervisorMsg, TransformerMsg};
+use crate::actors::messages::{FetchPosition, FetcherMsg, PageKey, PageTicket, RawPage, SupervisorMsg, TransformerMsg};
 use crate::actors::Services;
 use crate::config::SourceConfig;
 use crate::fetch::HttpFetcher;
@@ -29,11 +29,15 @@ pub struct FetcherArgs {
     pub gate: Arc<Semaphore>,
     pub transformer: ActorRef<TransformerMsg>,
     pub supervisor: ActorRef<SupervisorMsg>,
+    pub generation: u32,
+    /// Resume here (a restart) instead of at the source's first page.
+    pub start: Option<FetchPosition>,
 }
 
 pub struct FetcherState {
     sync_id: i64,
     source: Source,
+    generation: u32,
     config: SourceConfig,
     http: HttpFetcher,
     gate: Arc<Semaphore>,
@@ -93,21 +97,26 @@ impl Actor for Fetcher {
             &args.services.config.api,
             args.services.budgets.clone(),
         )?;
-        let first = first_url(args.source, &config);
+        let start = args.start.unwrap_or_else(|| FetchPosition {
+            url: first_url(args.source, &config),
+            page_no: 1,
+            remaining_models: (args.source == Source::HuggingFace && config.max_models > 0)
+                .then_some(config.max_models),
+        });
         // Start in the message loop, not here: pre_start must stay free of network I/O.
         myself.cast(FetcherMsg::FetchNext)?;
         Ok(FetcherState {
             sync_id: args.sync_id,
             source: args.source,
-            remaining_models: (args.source == Source::HuggingFace && config.max_models > 0)
-                .then_some(config.max_models),
+            generation: args.generation,
+            remaining_models: start.remaining_models,
             config,
             http,
             gate: args.gate,
             transformer: args.transformer,
             supervisor: args.supervisor,
-            next_url: Some(first),
-            pages: 0,
+            next_url: Some(start.url),
+            pages: start.page_no - 1,
             seen_urls: HashSet::new(),
             started: Instant::now(),
         })
@@ -135,6 +144,7 @@ impl Actor for Fetcher {
                     state.supervisor.cast(SupervisorMsg::SourceFetched {
                         sync_id: state.sync_id,
                         source: state.source,
+                        generation: state.generation,
                         http_requests: state.http.requests,
                         bytes: state.http.bytes,
                     })?;
@@ -145,6 +155,7 @@ impl Actor for Fetcher {
                     state.supervisor.cast(SupervisorMsg::SourceFailed {
                         sync_id: state.sync_id,
                         source: state.source,
+                        generation: state.generation,
                         http_requests: state.http.requests,
                         bytes: state.http.bytes,
                         error,
@@ -161,8 +172,14 @@ impl Actor for Fetcher {
 
 /// Fetches one page and dispatches it; `Ok(true)` when another page follows.
 async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
+    crate::faults::maybe_panic_for("fetcher_page", state.source);
     let Some(url) = state.next_url.take() else {
         return Ok(false);
+    };
+    let this_page = FetchPosition {
+        url: url.clone(),
+        page_no: state.pages + 1,
+        remaining_models: state.remaining_models,
     };
     if state.pages >= state.config.max_pages {
         return Err(format!(
@@ -208,11 +225,21 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         sync_id: state.sync_id,
         source: state.source,
         page_no: state.pages,
+        generation: state.generation,
     };
+    let next_page = next.as_ref().map(|url| FetchPosition {
+        url: url.clone(),
+        page_no: state.pages + 1,
+        remaining_models: state.remaining_models,
+    });
     // The supervisor hears of the page before anyone can commit it (mailboxes are FIFO).
     state
         .supervisor
-        .cast(SupervisorMsg::PageDispatched { key })
+        .cast(SupervisorMsg::PageDispatched {
+            key,
+            page: this_page,
+            next: next_page,
+        })
         .map_err(|error| format!("the supervisor is gone: {error}"))?;
     state
         .transformer

@@ -8,12 +8,23 @@ use crate::model::{Model, Reject, Source};
 use crate::report::{SyncReport, Trigger};
 use crate::store::batch::BatchOutcome;
 
-/// Identifies one page of one source within one sync.
+/// Identifies one page of one source within one sync. `generation` counts the restarts of
+/// the source's fetcher and transformer: news from an older generation is stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageKey {
     pub sync_id: i64,
     pub source: Source,
     pub page_no: u64,
+    pub generation: u32,
+}
+
+/// Where a fetcher starts or resumes: the URL of page `page_no` and how many models were
+/// still wanted before it (`max_models`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub url: String,
+    pub page_no: u64,
+    pub remaining_models: Option<u64>,
 }
 
 /// Travels with a page from the fetcher to the writer. Holding it keeps one of the source's
@@ -68,12 +79,18 @@ pub enum SupervisorMsg {
     InterruptNow { sync_id: i64 },
     /// The sync's overall deadline passed.
     SyncTimedOut { sync_id: i64 },
-    /// A fetcher handed a page to its transformer (sent before the page itself).
-    PageDispatched { key: PageKey },
+    /// A fetcher handed a page to its transformer (sent before the page itself), with where
+    /// to fetch it again and where the next page starts, for a restart.
+    PageDispatched {
+        key: PageKey,
+        page: FetchPosition,
+        next: Option<FetchPosition>,
+    },
     /// A fetcher finished its source: no more pages will come.
     SourceFetched {
         sync_id: i64,
         source: Source,
+        generation: u32,
         http_requests: u64,
         bytes: u64,
     },
@@ -81,6 +98,7 @@ pub enum SupervisorMsg {
     SourceFailed {
         sync_id: i64,
         source: Source,
+        generation: u32,
         http_requests: u64,
         bytes: u64,
         error: String,
@@ -101,6 +119,12 @@ pub enum SupervisorMsg {
     },
     /// The writer flushed everything and will write nothing more for this sync.
     WriterDrained { sync_id: i64 },
+    /// Time to restart a source's fetcher and transformer (after the backoff).
+    RestartSource {
+        sync_id: i64,
+        source: Source,
+        generation: u32,
+    },
     /// A child actor died; handled as a message so that it is ordered after what the child
     /// sent before dying.
     ChildExited {
@@ -113,16 +137,17 @@ pub enum SupervisorMsg {
 /// Which part of a sync a child actor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildRole {
-    Fetcher(Source),
-    Transformer(Source),
+    /// A source's fetcher of the given generation.
+    Fetcher(Source, u32),
+    Transformer(Source, u32),
     Writer,
 }
 
 impl ChildRole {
     pub fn kind(self) -> &'static str {
         match self {
-            ChildRole::Fetcher(_) => "fetcher",
-            ChildRole::Transformer(_) => "transformer",
+            ChildRole::Fetcher(..) => "fetcher",
+            ChildRole::Transformer(..) => "transformer",
             ChildRole::Writer => "writer",
         }
     }

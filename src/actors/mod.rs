@@ -10,6 +10,7 @@
 pub mod fetcher;
 pub mod health;
 pub mod messages;
+pub mod restart;
 pub mod supervisor;
 pub mod transformer;
 pub mod writer;

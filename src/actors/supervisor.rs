@@ -4,7 +4,7 @@
 //! source has failed. It coalesces triggers (one sync at a time) and handles its children's
 //! deaths itself, since ractor's default would stop the supervisor with them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,9 @@ use tracing::Instrument;
 
 use crate::actors::fetcher::{Fetcher, FetcherArgs};
 use crate::actors::messages::{
-    ChildRole, FetcherMsg, ForceSyncOutcome, PageKey, SupervisorMsg, TransformerMsg, WriterMsg,
+    ChildRole, FetchPosition, FetcherMsg, ForceSyncOutcome, PageKey, SupervisorMsg, TransformerMsg, WriterMsg,
 };
+use crate::actors::restart::RestartBudget;
 use crate::actors::transformer::{Transformer, TransformerArgs};
 use crate::actors::writer::{Writer, WriterArgs};
 use crate::actors::Services;
@@ -52,6 +53,8 @@ struct RunningSync {
     lock: Option<SyncLock>,
     sources: BTreeMap<Source, SourceRun>,
     writer: Option<ActorRef<WriterMsg>>,
+    writer_restarts: RestartBudget,
+    gates: HashMap<Source, Arc<Semaphore>>,
     draining: bool,
     interrupted: bool,
     timers: Vec<Timer>,
@@ -63,15 +66,39 @@ struct SourceRun {
     fetcher: Option<ActorRef<FetcherMsg>>,
     transformer: Option<ActorRef<TransformerMsg>>,
     fetch_done: bool,
-    dispatched: u64,
-    settled: u64,
+    /// Dispatched pages not yet committed, with where to fetch each again.
+    pending: BTreeMap<u64, FetchPosition>,
+    /// Pages committed at least once (a restart may send some again; count them once).
+    committed: BTreeSet<u64>,
+    /// Where the page after the last dispatched one starts (`None` after the last page).
+    resume_at: Option<FetchPosition>,
+    dispatched_any: bool,
+    /// Incremented at each restart; news from an older generation is stale.
+    generation: u32,
+    restarts: RestartBudget,
+    /// Where the next incarnation starts (set by a restart, taken by `RestartSource`).
+    restart_from: Option<FetchPosition>,
     /// Stored and rejected as the writer reported them (the database recount is final).
     done: bool,
 }
 
 impl SourceRun {
     fn is_complete(&self) -> bool {
-        self.fetch_done && self.settled == self.dispatched
+        self.fetch_done && self.pending.is_empty()
+    }
+
+    /// Where a new fetcher must start so that no uncommitted page is lost: the earliest
+    /// pending page, else the page after the last dispatched one. `Ok(None)`: from the start.
+    /// `Err(())`: every page was dispatched and committed; nothing is left to fetch.
+    fn restart_position(&self) -> Result<Option<FetchPosition>, ()> {
+        if let Some((_, page)) = self.pending.iter().next() {
+            return Ok(Some(page.clone()));
+        }
+        match (&self.resume_at, self.dispatched_any) {
+            (Some(next), _) => Ok(Some(next.clone())),
+            (None, false) => Ok(None),
+            (None, true) => Err(()),
+        }
     }
 }
 
@@ -196,9 +223,11 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
                 maybe_drain(myself, state);
             }
         }
-        SupervisorMsg::PageDispatched { key } => {
-            if let Some(source) = source_run(state, key) {
-                source.dispatched += 1;
+        SupervisorMsg::PageDispatched { key, page, next } => {
+            if let Some(source) = source_run(state, key).filter(|source| source.generation == key.generation) {
+                source.pending.insert(key.page_no, page);
+                source.resume_at = next;
+                source.dispatched_any = true;
             }
         }
         SupervisorMsg::PagesCommitted {
@@ -211,7 +240,7 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
         }
         SupervisorMsg::PageFailed { key, error } => {
             if let Some(source) = source_run(state, key) {
-                source.settled += 1;
+                source.pending.remove(&key.page_no);
             }
             fail_source(state, key.sync_id, key.source, format!("page {}: {error}", key.page_no)).await;
             maybe_drain(myself, state);
@@ -219,7 +248,7 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
         SupervisorMsg::PagesNotWritten { sync_id, pages, error } => {
             for key in &pages {
                 if let Some(source) = source_run(state, *key) {
-                    source.settled += 1;
+                    source.pending.remove(&key.page_no);
                 }
             }
             let mut sources: Vec<Source> = pages.iter().map(|key| key.source).collect();
@@ -232,15 +261,16 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
         SupervisorMsg::SourceFetched {
             sync_id,
             source,
+            generation,
             http_requests,
             bytes,
         } => {
             if let Some(run) = running(state, sync_id) {
-                if let Some(progress) = run.sources.get_mut(&source) {
+                if let Some(progress) = run.sources.get_mut(&source).filter(|p| p.generation == generation) {
                     progress.fetch_done = true;
                     progress.fetcher = None;
-                    progress.report.http_requests = http_requests as i64;
-                    progress.report.bytes = bytes as i64;
+                    progress.report.http_requests += http_requests as i64;
+                    progress.report.bytes += bytes as i64;
                 }
             }
             complete_finished_sources(state, sync_id).await;
@@ -249,23 +279,32 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
         SupervisorMsg::SourceFailed {
             sync_id,
             source,
+            generation,
             http_requests,
             bytes,
             error,
         } => {
-            if let Some(run) = running(state, sync_id) {
-                if let Some(progress) = run.sources.get_mut(&source) {
-                    progress.fetch_done = true;
-                    progress.fetcher = None;
-                    progress.report.http_requests = http_requests as i64;
-                    progress.report.bytes = bytes as i64;
-                }
+            let current = running(state, sync_id)
+                .and_then(|run| run.sources.get_mut(&source))
+                .filter(|progress| progress.generation == generation);
+            if let Some(progress) = current {
+                progress.fetch_done = true;
+                progress.fetcher = None;
+                progress.report.http_requests += http_requests as i64;
+                progress.report.bytes += bytes as i64;
+                fail_source(state, sync_id, source, error).await;
             }
-            fail_source(state, sync_id, source, error).await;
             maybe_drain(myself, state);
         }
+        SupervisorMsg::RestartSource {
+            sync_id,
+            source,
+            generation,
+        } => {
+            respawn_source(myself, state, sync_id, source, generation).await;
+        }
         SupervisorMsg::ChildExited { sync_id, role, error } => {
-            on_child_exited(state, sync_id, role, error).await;
+            on_child_exited(myself, state, sync_id, role, error).await;
             maybe_drain(myself, state);
         }
         SupervisorMsg::WriterDrained { sync_id } => {
@@ -343,6 +382,11 @@ async fn start_sync(
         lock: Some(lock),
         sources: BTreeMap::new(),
         writer: None,
+        writer_restarts: RestartBudget::new(
+            config.sync.max_restarts,
+            Duration::from_secs(config.sync.restart_window_secs),
+        ),
+        gates: gates.clone(),
         draining: false,
         interrupted: false,
         timers: vec![
@@ -366,51 +410,74 @@ async fn start_sync(
                 fetcher: None,
                 transformer: None,
                 fetch_done: skipped,
-                dispatched: 0,
-                settled: 0,
+                pending: BTreeMap::new(),
+                committed: BTreeSet::new(),
+                resume_at: None,
+                dispatched_any: false,
+                generation: 0,
+                restarts: RestartBudget::new(
+                    config.sync.max_restarts,
+                    Duration::from_secs(config.sync.restart_window_secs),
+                ),
+                restart_from: None,
                 done: skipped,
             },
         );
     }
 
-    let writer_args = WriterArgs {
-        sync_id,
-        synced_at: started_at,
-        services: state.services.clone(),
-        supervisor: myself.clone(),
-        gates: gates.clone(),
-    };
-    match Actor::spawn_linked(None, Writer, writer_args, myself.get_cell()).await {
-        Ok((writer, _)) => {
-            state.children.insert(writer.get_id(), (sync_id, ChildRole::Writer));
-            run.writer = Some(writer);
-        }
-        Err(error) => {
-            state.running = Some(run);
-            for (source, _) in gates {
-                fail_source(state, sync_id, source, format!("the writer did not start: {error}")).await;
-            }
-            return ForceSyncOutcome::Started(sync_id);
-        }
-    }
-    let writer = run.writer.clone().expect("set just above");
     state.running = Some(run);
-    for (source, gate) in gates {
-        if let Err(error) = spawn_source(myself, state, sync_id, source, gate, writer.clone()).await {
-            fail_source(state, sync_id, source, error).await;
+    if let Err(error) = spawn_writer(myself, state, sync_id).await {
+        for source in gates.keys() {
+            fail_source(state, sync_id, *source, error.clone()).await;
+        }
+        return ForceSyncOutcome::Started(sync_id);
+    }
+    for source in gates.keys() {
+        if let Err(error) = spawn_source(myself, state, sync_id, *source, 0, None).await {
+            fail_source(state, sync_id, *source, error).await;
         }
     }
     ForceSyncOutcome::Started(sync_id)
 }
 
+async fn spawn_writer(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    sync_id: i64,
+) -> Result<(), String> {
+    let run = state.running.as_mut().expect("a sync is running");
+    let writer_args = WriterArgs {
+        sync_id,
+        synced_at: run.started_at,
+        services: state.services.clone(),
+        supervisor: myself.clone(),
+        gates: run.gates.clone(),
+    };
+    let (writer, _) = Actor::spawn_linked(None, Writer, writer_args, myself.get_cell())
+        .await
+        .map_err(|error| format!("the writer did not start: {error}"))?;
+    state.children.insert(writer.get_id(), (sync_id, ChildRole::Writer));
+    state.running.as_mut().expect("a sync is running").writer = Some(writer);
+    Ok(())
+}
+
+/// Spawns a source's transformer and fetcher (generation `generation`, from `start` or the
+/// source's first page).
 async fn spawn_source(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     sync_id: i64,
     source: Source,
-    gate: Arc<Semaphore>,
-    writer: ActorRef<WriterMsg>,
+    generation: u32,
+    start: Option<FetchPosition>,
 ) -> Result<(), String> {
+    let run = state.running.as_ref().expect("a sync is running");
+    let writer = run.writer.clone().ok_or("the writer is not running")?;
+    let gate = run
+        .gates
+        .get(&source)
+        .cloned()
+        .ok_or("the source has no in-flight gate")?;
     let transformer_args = TransformerArgs {
         writer,
         supervisor: myself.clone(),
@@ -418,9 +485,10 @@ async fn spawn_source(
     let (transformer, _) = Actor::spawn_linked(None, Transformer, transformer_args, myself.get_cell())
         .await
         .map_err(|error| format!("the transformer did not start: {error}"))?;
-    state
-        .children
-        .insert(transformer.get_id(), (sync_id, ChildRole::Transformer(source)));
+    state.children.insert(
+        transformer.get_id(),
+        (sync_id, ChildRole::Transformer(source, generation)),
+    );
     let fetcher_args = FetcherArgs {
         sync_id,
         source,
@@ -428,6 +496,8 @@ async fn spawn_source(
         gate,
         transformer: transformer.clone(),
         supervisor: myself.clone(),
+        generation,
+        start,
     };
     let run = state.running.as_mut().expect("a sync is running");
     let progress = run.sources.get_mut(&source).expect("every source has a run");
@@ -437,7 +507,7 @@ async fn spawn_source(
         .map_err(|error| format!("the fetcher did not start: {error}"))?;
     state
         .children
-        .insert(fetcher.get_id(), (sync_id, ChildRole::Fetcher(source)));
+        .insert(fetcher.get_id(), (sync_id, ChildRole::Fetcher(source, generation)));
     let run = state.running.as_mut().expect("a sync is running");
     run.sources.get_mut(&source).expect("every source has a run").fetcher = Some(fetcher);
     Ok(())
@@ -454,8 +524,10 @@ async fn on_pages_committed(
     };
     for (key, records) in pages {
         if let Some(progress) = run.sources.get_mut(&key.source) {
-            progress.settled += 1;
-            progress.report.models_fetched += records as i64;
+            progress.pending.remove(&key.page_no);
+            if progress.committed.insert(key.page_no) {
+                progress.report.models_fetched += records as i64;
+            }
         }
     }
     for (source, stored) in outcome.stored {
@@ -471,25 +543,177 @@ async fn on_pages_committed(
     complete_finished_sources(state, sync_id).await;
 }
 
-async fn on_child_exited(state: &mut SupervisorState, sync_id: i64, role: ChildRole, error: Option<String>) {
+async fn on_child_exited(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    sync_id: i64,
+    role: ChildRole,
+    error: Option<String>,
+) {
     let Some(error) = error else {
         return; // a clean stop: the child said what it had to say before stopping
     };
+    if running(state, sync_id).is_none() {
+        return;
+    }
     tracing::error!(actor = role.kind(), %error, "actor crashed");
-    telemetry::actor_restarted(role.kind());
     match role {
-        ChildRole::Fetcher(source) | ChildRole::Transformer(source) => {
-            fail_source(state, sync_id, source, format!("the {} crashed: {error}", role.kind())).await;
-        }
-        ChildRole::Writer => {
-            if let Some(run) = running(state, sync_id) {
-                run.writer = None;
-                let sources: Vec<Source> = run.sources.keys().copied().collect();
-                for source in sources {
-                    fail_source(state, sync_id, source, format!("the writer crashed: {error}")).await;
-                }
+        ChildRole::Fetcher(source, generation) | ChildRole::Transformer(source, generation) => {
+            let current = running(state, sync_id)
+                .and_then(|run| run.sources.get(&source))
+                .is_some_and(|progress| progress.generation == generation);
+            // An actor of an older generation (already replaced) changes nothing.
+            if current {
+                restart_source(myself, state, sync_id, source, role, &error, true).await;
             }
         }
+        ChildRole::Writer => restart_writer(myself, state, sync_id, &error).await,
+    }
+}
+
+/// Replaces a crashed writer. Its buffered pages are lost, so every unfinished source starts
+/// again from its earliest uncommitted page (at-least-once; the writes are idempotent).
+async fn restart_writer(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, sync_id: i64, error: &str) {
+    let Some(run) = running(state, sync_id) else {
+        return;
+    };
+    run.writer = None;
+    let Some(delay) = run.writer_restarts.next_delay(Instant::now()) else {
+        let reason = format!(
+            "the writer crashed {} times within {}s; last error: {error}",
+            run.writer_restarts.restarts() + 1,
+            run.writer_restarts.window().as_secs()
+        );
+        let sources: Vec<Source> = run.sources.keys().copied().collect();
+        for source in sources {
+            fail_source(state, sync_id, source, reason.clone()).await;
+        }
+        return;
+    };
+    telemetry::actor_restarted("writer");
+    // The writer is needed at once (everything flows through it); the sources wait the backoff.
+    tokio::time::sleep(delay.min(Duration::from_millis(500))).await;
+    if let Err(error) = spawn_writer(myself, state, sync_id).await {
+        let sources: Vec<Source> = running(state, sync_id)
+            .map(|run| run.sources.keys().copied().collect())
+            .unwrap_or_default();
+        for source in sources {
+            fail_source(state, sync_id, source, error.clone()).await;
+        }
+        return;
+    }
+    let Some(run) = running(state, sync_id) else {
+        return;
+    };
+    if run.draining {
+        // The drain request died with the old writer.
+        if let Some(writer) = &run.writer {
+            let _ = writer.cast(WriterMsg::Drain);
+        }
+    }
+    let unfinished: Vec<Source> = run.sources.iter().filter(|(_, p)| !p.done).map(|(s, _)| *s).collect();
+    for source in unfinished {
+        restart_source(myself, state, sync_id, source, ChildRole::Writer, error, false).await;
+    }
+}
+
+/// Restarts a source's fetcher and transformer from its earliest uncommitted page, after a
+/// backoff; fails the source when its restart budget is spent (`count` false: a restart caused
+/// by the writer, which does not use the source's budget).
+async fn restart_source(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    sync_id: i64,
+    source: Source,
+    cause: ChildRole,
+    error: &str,
+    count: bool,
+) {
+    let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
+        return;
+    };
+    if progress.done {
+        return;
+    }
+    let delay = if count {
+        match progress.restarts.next_delay(Instant::now()) {
+            Some(delay) => delay,
+            None => {
+                let reason = format!(
+                    "the {} crashed {} times within {}s; last error: {error}",
+                    cause.kind(),
+                    progress.restarts.restarts() + 1,
+                    progress.restarts.window().as_secs()
+                );
+                fail_source(state, sync_id, source, reason).await;
+                return;
+            }
+        }
+    } else {
+        Duration::from_millis(100)
+    };
+    if let Some(fetcher) = progress.fetcher.take() {
+        fetcher.kill();
+    }
+    if let Some(transformer) = progress.transformer.take() {
+        transformer.kill();
+    }
+    progress.generation += 1;
+    match progress.restart_position() {
+        Err(()) => {
+            // Every page was dispatched and committed; only the end-of-source news was lost.
+            progress.fetch_done = true;
+            complete_finished_sources(state, sync_id).await;
+            return;
+        }
+        Ok(position) => {
+            // Pending pages stay pending: the new incarnation sends them again (same page
+            // numbers), and a commit of either copy settles them.
+            progress.restart_from = position;
+            progress.fetch_done = false;
+        }
+    }
+    if count {
+        telemetry::actor_restarted(cause.kind());
+    }
+    tracing::warn!(%source, actor = cause.kind(), delay_ms = delay.as_millis() as u64, "restarting the source's actors");
+    let generation = progress.generation;
+    if let Some(run) = running(state, sync_id) {
+        run.timers
+            .push(myself.send_after(delay, move || SupervisorMsg::RestartSource {
+                sync_id,
+                source,
+                generation,
+            }));
+    }
+}
+
+async fn respawn_source(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    sync_id: i64,
+    source: Source,
+    generation: u32,
+) {
+    let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
+        return;
+    };
+    if progress.done || progress.generation != generation {
+        return;
+    }
+    let writer_alive = running(state, sync_id)
+        .and_then(|run| run.writer.as_ref())
+        .is_some_and(|writer| writer.get_status() == ractor::ActorStatus::Running);
+    if !writer_alive {
+        // The writer's own restart respawns every unfinished source.
+        return;
+    }
+    let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
+        return;
+    };
+    let start = progress.restart_from.take();
+    if let Err(error) = spawn_source(myself, state, sync_id, source, generation, start).await {
+        fail_source(state, sync_id, source, error).await;
     }
 }
 
@@ -519,7 +743,7 @@ async fn fail_source(state: &mut SupervisorState, sync_id: i64, source: Source, 
         let _ = writer.cast(WriterMsg::Abandon(vec![source]));
     }
     progress.fetch_done = true;
-    progress.settled = progress.dispatched;
+    progress.pending.clear();
     finish_source(state, sync_id, source).await;
 }
 

@@ -39,6 +39,7 @@ impl Actor for Transformer {
         state: &mut TransformerArgs,
     ) -> Result<(), ActorProcessingErr> {
         let TransformerMsg::Page(page) = message;
+        crate::faults::maybe_panic_for("transformer_page", page.ticket.key.source);
         let key = page.ticket.key;
         let span = tracing::info_span!("transform", sync_id = key.sync_id, source = %key.source, page = key.page_no);
         async {

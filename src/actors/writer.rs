@@ -136,6 +136,7 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
     if state.buffer.is_empty() {
         return Ok(());
     }
+    crate::faults::maybe_panic("writer_batch");
     let pages = std::mem::take(&mut state.buffer);
     state.buffered_records = 0;
     state.oldest = None;
