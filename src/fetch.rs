@@ -310,23 +310,38 @@ impl HttpFetcher {
     }
 }
 
-/// Follows redirects only within the same host (a listing API has no business sending us
-/// elsewhere, and a key must never follow a redirect to another host).
+/// Follows redirects only within the same host, port and scheme (see [`redirect_allowed`]): a
+/// listing API has no business sending us elsewhere, and a key must never follow a redirect.
 fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() >= 5 {
             return attempt.error("too many redirects");
         }
-        let original = attempt
+        let allowed = attempt
             .previous()
             .first()
-            .and_then(|url| url.host_str().map(str::to_string));
-        if original.as_deref() == attempt.url().host_str() {
+            .is_some_and(|original| redirect_allowed(original, attempt.url()));
+        if allowed {
             attempt.follow()
         } else {
-            attempt.error("redirect to another host refused")
+            attempt.error("redirect to another host, port or scheme refused")
         }
     })
+}
+
+/// The same origin (scheme, host and port) as the original URL, or its upgrade from `http` to
+/// `https` on the default ports. The host alone is not enough: reqwest strips `Authorization`
+/// when the port changes but not Artificial Analysis' `x-api-key`, which would then reach
+/// whatever listens on another port of the host, or travel in plain text after a downgrade.
+fn redirect_allowed(original: &reqwest::Url, target: &reqwest::Url) -> bool {
+    if original.host_str() != target.host_str() {
+        return false;
+    }
+    match (original.scheme(), target.scheme()) {
+        (from, to) if from == to => original.port_or_known_default() == target.port_or_known_default(),
+        ("http", "https") => original.port().is_none() && target.port().is_none(),
+        _ => false,
+    }
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.
@@ -347,10 +362,16 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn describe(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut text = error.to_string();
+    let mut previous = text.clone();
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Wrapped layers often repeat their inner error's message: say it once.
+        if cause_text != previous {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        previous = cause_text;
         source = cause.source();
     }
     text
@@ -377,6 +398,20 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn redirects_stay_on_the_same_origin_or_upgrade_to_https() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        let allowed = |from: &str, to: &str| redirect_allowed(&url(from), &url(to));
+        assert!(allowed("https://a.example/x", "https://a.example/y"));
+        assert!(allowed("http://127.0.0.1:9000/x", "http://127.0.0.1:9000/y"));
+        assert!(allowed("http://a.example/x", "https://a.example/x"));
+        assert!(allowed("https://a.example/x", "https://a.example:443/y"));
+        assert!(!allowed("https://a.example/x", "https://b.example/x"));
+        assert!(!allowed("http://127.0.0.1:9000/x", "http://127.0.0.1:9001/x"));
+        assert!(!allowed("https://a.example/x", "http://a.example/x"));
+        assert!(!allowed("http://a.example:8080/x", "https://a.example/x"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod evil_server;
 pub mod fixture_server;
 
 use std::path::PathBuf;
