@@ -32,6 +32,24 @@ pub struct Supervisor;
 
 type Timer = JoinHandle<Result<(), ractor::MessagingErr<SupervisorMsg>>>;
 
+/// Asks the supervisor for a sync (`ForceSync`) and waits for its answer, at most `timeout`.
+/// A supervisor that does not answer in time is reported as `Failed`.
+pub async fn force_sync(supervisor: &ActorRef<SupervisorMsg>, trigger: Trigger, timeout: Duration) -> ForceSyncOutcome {
+    let call = supervisor
+        .call(
+            |reply| SupervisorMsg::ForceSync {
+                trigger,
+                reply: Some(reply),
+            },
+            Some(timeout),
+        )
+        .await;
+    match call {
+        Ok(ractor::rpc::CallResult::Success(outcome)) => outcome,
+        _ => ForceSyncOutcome::Failed("the supervisor did not answer in time".into()),
+    }
+}
+
 pub struct SupervisorArgs {
     pub services: Services,
     /// Every finished sync is announced here (the `sync` command and tests wait on it).

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::actors::health::HealthMonitor;
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
-use crate::actors::supervisor::{Supervisor, SupervisorArgs};
+use crate::actors::supervisor::{self, Supervisor, SupervisorArgs};
 use crate::actors::Services;
 use crate::cli::DatabaseSession;
 use crate::config::Config;
@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         let _ = http_stop.wait_for(|stop| *stop).await;
     }));
 
-    let mut ready = Box::pin(prepare_database(&session, &config));
+    let mut ready = Box::pin(prepare_database(&session));
     let prepared = tokio::select! {
         result = &mut ready => Some(result),
         _ = terminate.recv() => None,
@@ -128,7 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
 }
 
 /// Migrates and recovers, retrying with capped backoff while PostgreSQL is unreachable.
-async fn prepare_database(session: &DatabaseSession, config: &Config) -> anyhow::Result<()> {
+async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
     let mut delay = Duration::from_secs(1);
     loop {
         match migrations::migrate(&session.database).await {
@@ -147,27 +147,14 @@ async fn prepare_database(session: &DatabaseSession, config: &Config) -> anyhow:
     if let Ok(Some(last)) = syncs::last_success_unix(&session.database).await {
         telemetry::last_success_observed(last);
     }
-    let _ = config;
     Ok(())
 }
 
 async fn force(supervisor: &ActorRef<SupervisorMsg>) {
-    let outcome = supervisor
-        .call(
-            |reply| SupervisorMsg::ForceSync {
-                trigger: Trigger::Manual,
-                reply: Some(reply),
-            },
-            Some(Duration::from_secs(20)),
-        )
-        .await;
-    match outcome {
-        Ok(CallResult::Success(ForceSyncOutcome::Started(id))) => tracing::info!(sync_id = id, "sync started"),
-        Ok(CallResult::Success(ForceSyncOutcome::AlreadyRunning(id))) => {
-            tracing::info!(?id, "a sync is already running")
-        }
-        Ok(CallResult::Success(ForceSyncOutcome::Failed(error))) => tracing::error!(%error, "could not start a sync"),
-        _ => tracing::error!("the supervisor did not answer"),
+    match supervisor::force_sync(supervisor, Trigger::Manual, Duration::from_secs(20)).await {
+        ForceSyncOutcome::Started(id) => tracing::info!(sync_id = id, "sync started"),
+        ForceSyncOutcome::AlreadyRunning(id) => tracing::info!(?id, "a sync is already running"),
+        ForceSyncOutcome::Failed(error) => tracing::error!(%error, "could not start a sync"),
     }
 }
 

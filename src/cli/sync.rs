@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::Actor;
 use tokio::sync::broadcast;
 
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
-use crate::actors::supervisor::{Supervisor, SupervisorArgs};
+use crate::actors::supervisor::{self, Supervisor, SupervisorArgs};
 use crate::actors::Services;
 use crate::cli::DatabaseSession;
 use crate::config::Config;
@@ -31,18 +30,9 @@ async fn sync_once(config: &Config, session: &DatabaseSession, json: bool) -> an
     };
     let (finished, mut reports) = broadcast::channel(8);
     let (supervisor, handle) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished }).await?;
-    let outcome = supervisor
-        .call(
-            |reply| SupervisorMsg::ForceSync {
-                trigger: Trigger::Cli,
-                reply: Some(reply),
-            },
-            Some(Duration::from_secs(60)),
-        )
-        .await?;
-    let sync_id = match outcome {
-        CallResult::Success(ForceSyncOutcome::Started(id)) => id,
-        CallResult::Success(ForceSyncOutcome::AlreadyRunning(id)) => {
+    let sync_id = match supervisor::force_sync(&supervisor, Trigger::Cli, Duration::from_secs(60)).await {
+        ForceSyncOutcome::Started(id) => id,
+        ForceSyncOutcome::AlreadyRunning(id) => {
             eprintln!(
                 "another sync is running{}; not starting a second one",
                 id.map(|id| format!(" (id {id})"))
@@ -51,8 +41,7 @@ async fn sync_once(config: &Config, session: &DatabaseSession, json: bool) -> an
             supervisor.stop(None);
             return Ok(2);
         }
-        CallResult::Success(ForceSyncOutcome::Failed(error)) => anyhow::bail!("the sync could not start: {error}"),
-        _ => anyhow::bail!("the supervisor did not answer"),
+        ForceSyncOutcome::Failed(error) => anyhow::bail!("the sync could not start: {error}"),
     };
     let report = wait_for(sync_id, &mut reports, &supervisor, config).await?;
     supervisor.stop(None);

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
+use crate::actors::supervisor;
 use crate::http::AppState;
 use crate::report::Trigger;
 use crate::store::syncs;
@@ -42,34 +43,19 @@ pub async fn list_syncs(State(state): State<AppState>, Query(query): Query<Histo
 }
 
 pub async fn force_sync(State(state): State<AppState>) -> Response {
-    let call = state
-        .supervisor
-        .call(
-            |reply| SupervisorMsg::ForceSync {
-                trigger: Trigger::Manual,
-                reply: Some(reply),
-            },
-            Some(Duration::from_secs(20)),
-        )
-        .await;
-    match call {
-        Ok(CallResult::Success(ForceSyncOutcome::Started(sync_id))) => (
+    match supervisor::force_sync(&state.supervisor, Trigger::Manual, Duration::from_secs(20)).await {
+        ForceSyncOutcome::Started(sync_id) => (
             StatusCode::ACCEPTED,
             Json(json!({ "sync_id": sync_id, "status": "started" })),
         )
             .into_response(),
-        Ok(CallResult::Success(ForceSyncOutcome::AlreadyRunning(sync_id))) => (
+        ForceSyncOutcome::AlreadyRunning(sync_id) => (
             StatusCode::CONFLICT,
             Json(json!({ "error": "a sync is already running", "sync_id": sync_id })),
         )
             .into_response(),
-        Ok(CallResult::Success(ForceSyncOutcome::Failed(error))) => {
+        ForceSyncOutcome::Failed(error) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error }))).into_response()
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "the supervisor did not answer in time" })),
-        )
-            .into_response(),
     }
 }
