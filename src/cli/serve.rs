@@ -147,6 +147,16 @@ async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
     if let Ok(Some(last)) = syncs::last_success_unix(&session.database).await {
         telemetry::last_success_observed(last);
     }
+    // Models per source as of the last finished sync, so the gauge is not blank after a restart.
+    if let Ok(recent) = syncs::recent_syncs(&session.database, 5).await {
+        if let Some(last) = recent.iter().find(|sync| sync.status != crate::report::SyncStatus::Running) {
+            for source in &last.sources {
+                if let Some(source_name) = crate::model::Source::parse(&source.source) {
+                    telemetry::source_models(source_name, source.models_stored.max(0) as u64);
+                }
+            }
+        }
+    }
     Ok(())
 }
 
