@@ -4,6 +4,7 @@
 //! ticks, the running sync finishes or is marked interrupted within the grace period, HTTP
 //! drains, exit 0. SIGHUP forces a sync.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,11 +57,13 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, "serving the admin API, /metrics, /healthz and /readyz");
+    let started = Arc::new(AtomicBool::new(false));
     let state = AppState {
         services: services.clone(),
         supervisor: supervisor.clone(),
         health: health.clone(),
         metrics,
+        started: started.clone(),
     };
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(http::serve(listener, state, async move {
@@ -77,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     let mut scheduler = None;
     if let Some(result) = prepared {
         result?;
+        started.store(true, Ordering::SeqCst);
         if config.schedule.run_on_start {
             let _ = supervisor.cast(SupervisorMsg::ForceSync {
                 trigger: Trigger::Startup,
@@ -149,7 +153,10 @@ async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
     }
     // Models per source as of the last finished sync, so the gauge is not blank after a restart.
     if let Ok(recent) = syncs::recent_syncs(&session.database, 5).await {
-        if let Some(last) = recent.iter().find(|sync| sync.status != crate::report::SyncStatus::Running) {
+        if let Some(last) = recent
+            .iter()
+            .find(|sync| sync.status != crate::report::SyncStatus::Running)
+        {
             for source in &last.sources {
                 if let Some(source_name) = crate::model::Source::parse(&source.source) {
                     telemetry::source_models(source_name, source.models_stored.max(0) as u64);

@@ -43,6 +43,13 @@ pub async fn list_syncs(State(state): State<AppState>, Query(query): Query<Histo
 }
 
 pub async fn force_sync(State(state): State<AppState>) -> Response {
+    if !state.is_started() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "the worker is still starting (database, migrations, recovery); retry shortly" })),
+        )
+            .into_response();
+    }
     match supervisor::force_sync(&state.supervisor, Trigger::Manual, Duration::from_secs(20)).await {
         ForceSyncOutcome::Started(sync_id) => (
             StatusCode::ACCEPTED,

@@ -6,6 +6,8 @@ mod auth;
 mod probes;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -25,6 +27,15 @@ pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub health: ActorRef<HealthMsg>,
     pub metrics: PrometheusHandle,
+    /// Set once the database is migrated and interrupted syncs are recovered; until then
+    /// `/readyz` is 503 and forced syncs are refused.
+    pub started: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
 }
 
 pub fn router(state: AppState) -> Router {

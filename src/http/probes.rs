@@ -21,6 +21,13 @@ pub async fn healthz() -> &'static str {
 
 /// Ready when PostgreSQL answers and every migration of this binary is applied.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.is_started() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting (database, migrations, recovery)\n",
+        )
+            .into_response();
+    }
     match migrations::is_up_to_date(&state.services.database).await {
         Ok(true) => (StatusCode::OK, "ready\n").into_response(),
         Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: migrations pending\n").into_response(),

@@ -1,0 +1,635 @@
+//! The long-running worker (`serve`) and the commands that talk to it (`trigger`, `health`)
+//! through the real binary, against a real PostgreSQL and the fixture server: the admin API and
+//! its token, one sync at a time, `/metrics`, the probes, the signals (SIGTERM/SIGINT stop,
+//! SIGHUP forces a sync) and `run_on_start`.
+//!
+//! Every test starts its own worker on its own free port with its own database, so the tests
+//! run in parallel. A worker's log goes to a file that is printed when the test fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
+use model_lens_sync::telemetry::{
+    ALL_METRICS, SOURCE_FETCH_DURATION_SECONDS, SYNC_DURATION_SECONDS, WRITER_BATCH_DURATION_SECONDS, WRITER_BATCH_ROWS,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const SOURCES: [&str; 4] = ["models_dev", "openrouter", "huggingface", "artificial_analysis"];
+const TOKEN: &str = "a-long-admin-token-for-tests";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `serve` on a free loopback port. Killed when dropped (`kill_on_drop`).
+struct Worker {
+    child: tokio::process::Child,
+    base_url: String,
+    log_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Worker {
+    /// Starts `serve` and waits until `/readyz` answers 200.
+    async fn start(env: &BinaryEnv) -> Worker {
+        let mut worker = Worker::spawn(env);
+        worker.wait_for("/readyz").await;
+        worker
+    }
+
+    /// Starts `serve` without waiting for anything.
+    fn spawn(env: &BinaryEnv) -> Worker {
+        let port = free_port();
+        let env = env.clone().set("MODEL_LENS_HTTP__LISTEN", &format!("127.0.0.1:{port}"));
+        let log_dir = tempfile::tempdir().expect("a temporary directory");
+        let log_path = log_dir.path().join("serve.log");
+        let log = std::fs::File::create(&log_path).expect("create the worker's log file");
+        let child = env
+            .command(&["serve"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
+        Worker {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            _log_dir: log_dir,
+            http,
+        }
+    }
+
+    /// Polls `path` until it answers 200; fails if the process exits or time runs out.
+    async fn wait_for(&mut self, path: &str) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the worker") {
+                panic!("serve exited ({status}) before {path} answered 200");
+            }
+            let answer = self
+                .http
+                .get(self.url(path))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if answer.is_ok_and(|response| response.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not answer 200 within {READY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.child.id().expect("the worker is still running");
+        kill(Pid::from_raw(pid as i32), signal).expect("send the signal");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    async fn exit_code_within(&mut self, limit: Duration) -> i32 {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not exit within {limit:?}"))
+            .expect("wait for the worker");
+        status
+            .code()
+            .unwrap_or_else(|| panic!("serve ended by a signal: {status}"))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a response body"))
+    }
+
+    /// `POST /api/admin/sync-models`: the status and the JSON body.
+    async fn force_sync(&self, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.post(self.url("/api/admin/sync-models"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST /api/admin/sync-models");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a response body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text:?} is not JSON: {e}"));
+        (status, body)
+    }
+
+    /// `GET /api/admin/sync-models`, which must answer 200 with JSON.
+    async fn history(&self, token: Option<&str>) -> Value {
+        let (status, text) = self.get("/api/admin/sync-models?limit=10", token).await;
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"))
+    }
+
+    /// Polls the admin API until sync `id` has left `running`; returns its entry.
+    async fn finished_sync(&self, id: i64, token: Option<&str>) -> Value {
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        loop {
+            let history = self.history(token).await;
+            let entry = history["syncs"]
+                .as_array()
+                .expect("a list of syncs")
+                .iter()
+                .find(|sync| sync["id"] == id)
+                .cloned();
+            if let Some(entry) = entry {
+                if entry["status"] != "running" && history["running_sync_id"] != id {
+                    return entry;
+                }
+            }
+            assert!(Instant::now() < deadline, "sync {id} did not finish: {history}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, text) = self.get("/metrics", None).await;
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- serve log ({})\n{}", self.base_url, self.log());
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("a local address").port()
+}
+
+/// The environment every worker test starts from: no schedule (a test must not meet 02:00 UTC).
+fn worker_env(db: &TestDb, server: &FixtureServer) -> BinaryEnv {
+    BinaryEnv::new(db, server).set("MODEL_LENS_SCHEDULE__ENABLED", "false")
+}
+
+/// The value of one series, written exactly as rendered (`name{label="value"}`), if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn text(db: &TestDb, sql: &str) -> String {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Waits until a sync matching `condition` (SQL over `model_syncs`) exists and has finished;
+/// returns its id and status.
+async fn wait_for_finished_sync(db: &TestDb, condition: &str) -> (i64, String) {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let found = db
+            .try_count(&format!(
+                "SELECT id FROM model_syncs WHERE {condition} AND status <> 'running' ORDER BY id LIMIT 1"
+            ))
+            .await;
+        if let Some(id) = found {
+            let status = text(db, &format!("SELECT status FROM model_syncs WHERE id = {id}")).await;
+            return (id, status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished sync with {condition} within {SYNC_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_a_forced_sync_shows_in_history_and_metrics() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("ADMIN_TOKEN", TOKEN);
+    let worker = Worker::start(&env).await;
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 401, "no token: {body}");
+    let (status, body) = worker.force_sync(Some("not-the-token")).await;
+    assert_eq!(status, 401, "wrong token: {body}");
+    let (status, body) = worker.get("/api/admin/sync-models", None).await;
+    assert_eq!(status, 401, "the history needs the token too: {body}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_syncs").await,
+        0,
+        "refused requests start nothing"
+    );
+
+    let (status, body) = worker.force_sync(Some(TOKEN)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "started");
+    let sync_id = body["sync_id"].as_i64().unwrap_or_else(|| panic!("a sync id: {body}"));
+
+    let sync = worker.finished_sync(sync_id, Some(TOKEN)).await;
+    assert_eq!(sync["status"], "success", "{sync}");
+    assert_eq!(sync["trigger"], "manual", "{sync}");
+    let sources = sync["sources"].as_array().expect("per-source results");
+    assert_eq!(sources.len(), 4, "{sync}");
+    for source in sources {
+        assert_eq!(source["status"], "success", "{source}");
+        let name = source["source"].as_str().expect("a source name");
+        assert_eq!(source["models_stored"], fixture_records(name), "{source}");
+    }
+
+    let metrics = worker.metrics().await;
+    for name in ALL_METRICS {
+        let kind = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("# TYPE {name} ")))
+            .unwrap_or_else(|| panic!("/metrics has no TYPE line for {name}:\n{metrics}"));
+        let series: Vec<String> = match kind {
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|suffix| format!("{name}{suffix}"))
+                .collect(),
+            _ => vec![name.to_string()],
+        };
+        for series in series {
+            let present = metrics
+                .lines()
+                .any(|line| line.starts_with(&format!("{series}{{")) || line.starts_with(&format!("{series} ")));
+            assert!(present, "/metrics has no sample of {series}:\n{metrics}");
+        }
+    }
+    for histogram in [
+        SYNC_DURATION_SECONDS,
+        SOURCE_FETCH_DURATION_SECONDS,
+        WRITER_BATCH_ROWS,
+        WRITER_BATCH_DURATION_SECONDS,
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram} is a histogram with buckets, not a summary:\n{metrics}"
+        );
+    }
+    let openrouter = fixture_records("openrouter") as f64;
+    assert_eq!(
+        sample(&metrics, r#"model_lens_models_stored_total{source="openrouter"}"#),
+        Some(openrouter),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"model_lens_source_models{source="openrouter"}"#),
+        Some(openrouter),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"model_lens_sync_runs_total{status="success"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"model_lens_sync_runs_total{status="failed"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "model_lens_sync_in_progress"), Some(0.0), "{metrics}");
+    assert_eq!(sample(&metrics, "model_lens_database_up"), Some(1.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "model_lens_sync_duration_seconds_count"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let last_success = sample(&metrics, "model_lens_last_successful_sync_timestamp_seconds")
+        .unwrap_or_else(|| panic!("no last success timestamp:\n{metrics}"));
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - last_success).abs() < 120.0,
+        "{last_success} is not about now ({now})"
+    );
+
+    // `trigger` reads ADMIN_TOKEN like the worker does.
+    let url = worker.base_url.clone();
+    let refused = env
+        .clone()
+        .set("ADMIN_TOKEN", "not-the-token")
+        .run(&["trigger", "--url", &url])
+        .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    let accepted = env.run(&["trigger", "--url", &url]).await;
+    assert_eq!(accepted.code, 0, "{accepted:?}");
+    let second = worker.finished_sync(sync_id + 1, Some(TOKEN)).await;
+    assert_eq!(second["status"], "success", "{second}");
+}
+
+#[tokio::test]
+async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    // OpenRouter answers after 3 s, so the sync is still running while we knock again.
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    let worker = Worker::start(&env).await;
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["sync_id"], sync_id, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let history = worker.history(None).await;
+    assert_eq!(history["running_sync_id"], sync_id, "{history}");
+
+    let url = worker.base_url.clone();
+    let busy = env.run(&["trigger", "--url", &url]).await;
+    assert_eq!(busy.code, 1, "trigger while a sync runs: {busy:?}");
+
+    let sync = worker.finished_sync(sync_id, None).await;
+    assert_eq!(sync["status"], "success", "{sync}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_syncs").await,
+        1,
+        "the refused requests started nothing"
+    );
+
+    let idle = env.run(&["trigger", "--url", &url]).await;
+    assert_eq!(idle.code, 0, "trigger while idle: {idle:?}");
+    assert!(idle.stdout.contains("started"), "{idle:?}");
+    let next = worker.finished_sync(sync_id + 1, None).await;
+    assert_eq!(next["status"], "success", "{next}");
+    assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 2);
+}
+
+#[tokio::test]
+async fn health_command_exit_codes_follow_the_thresholds() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server);
+    let json = |stdout: &str| -> Value {
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("health --json printed {stdout:?}: {e}"))
+    };
+
+    let fresh = env.run(&["health"]).await;
+    assert_eq!(fresh.code, 2, "an empty database: {fresh:?}");
+
+    let migrated = env.run(&["migrate"]).await;
+    assert_eq!(migrated.code, 0, "{migrated:?}");
+    let never = env.run(&["health", "--json"]).await;
+    assert_eq!(never.code, 2, "no sync ever: {never:?}");
+    let report = json(&never.stdout);
+    assert_eq!(report["status"], "critical", "{report}");
+    let has_success = report["checks"]
+        .as_array()
+        .expect("a list of checks")
+        .iter()
+        .find(|check| check["name"] == "has_successful_sync")
+        .unwrap_or_else(|| panic!("a has_successful_sync check: {report}"));
+    assert_eq!(has_success["ok"], false, "{report}");
+
+    let synced = env.run(&["sync"]).await;
+    assert_eq!(synced.code, 0, "{synced:?}");
+    let healthy = env.run(&["health"]).await;
+    assert_eq!(healthy.code, 0, "{healthy:?}");
+    let alias = env.run(&["check-sync-health", "--json"]).await;
+    assert_eq!(alias.code, 0, "{alias:?}");
+    assert_eq!(json(&alias.stdout)["status"], "healthy", "{alias:?}");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = env
+        .clone()
+        .set("MODEL_LENS_HEALTH__MAX_SYNC_AGE_HOURS", "0.0001")
+        .run(&["health", "--json"])
+        .await;
+    assert_eq!(stale.code, 1, "older than max_sync_age_hours: {stale:?}");
+    assert_eq!(json(&stale.stdout)["status"], "warning", "{stale:?}");
+
+    let too_few = env
+        .clone()
+        .set("MODEL_LENS_HEALTH__MIN_EXPECTED_MODELS", "1000000000")
+        .run(&["health"])
+        .await;
+    assert_eq!(too_few.code, 2, "fewer than min_expected_models: {too_few:?}");
+
+    // One failed sync of the last two: 50 % is above the default 20 %.
+    let mut failing = env.clone();
+    for source in SOURCES {
+        failing = failing.source(source, "base_url", &server.base_url("status500"));
+    }
+    let failed = failing.run(&["sync"]).await;
+    assert_eq!(failed.code, 2, "{failed:?}");
+    let flaky = env.run(&["health", "--json"]).await;
+    assert_eq!(flaky.code, 1, "failure rate above max_failure_rate: {flaky:?}");
+    assert_eq!(json(&flaky.stdout)["status"], "warning", "{flaky:?}");
+    let tolerant = env
+        .clone()
+        .set("MODEL_LENS_HEALTH__MAX_FAILURE_RATE", "60")
+        .run(&["health"])
+        .await;
+    assert_eq!(tolerant.code, 0, "{tolerant:?}");
+
+    let unreachable = env
+        .clone()
+        .set("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+        .run(&["health", "--json"])
+        .await;
+    assert_eq!(unreachable.code, 2, "database unreachable: {unreachable:?}");
+    assert_eq!(json(&unreachable.stdout)["status"], "critical", "{unreachable:?}");
+}
+
+#[tokio::test]
+async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_exits_0() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", "1")
+        .source("openrouter", "base_url", &server.base_url("slow"));
+    let mut worker = Worker::start(&env).await;
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    worker.signal(Signal::SIGTERM);
+    let code = worker.exit_code_within(Duration::from_secs(1 + 10)).await;
+    assert_eq!(code, 0, "a clean stop");
+
+    let status = text(&db, &format!("SELECT status FROM model_syncs WHERE id = {sync_id}")).await;
+    assert_eq!(status, "interrupted");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM model_syncs WHERE id = {sync_id} AND finished_at IS NOT NULL"
+        ))
+        .await,
+        1
+    );
+    let openrouter = text(
+        &db,
+        &format!("SELECT status FROM model_sync_sources WHERE sync_id = {sync_id} AND source = 'openrouter'"),
+    )
+    .await;
+    assert_eq!(openrouter, "failed", "the source cut short is not a success");
+}
+
+#[tokio::test]
+async fn sigterm_within_the_grace_period_lets_the_running_sync_finish() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", "20")
+        .source("openrouter", "base_url", &server.base_url("slow"));
+    let mut worker = Worker::start(&env).await;
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    worker.signal(Signal::SIGTERM);
+    let code = worker.exit_code_within(Duration::from_secs(20 + 10)).await;
+    assert_eq!(code, 0, "a clean stop");
+
+    let status = text(&db, &format!("SELECT status FROM model_syncs WHERE id = {sync_id}")).await;
+    assert_eq!(status, "success", "the sync finished within the grace period");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM model_snapshots WHERE sync_id = {sync_id} AND source = 'openrouter'"
+        ))
+        .await,
+        fixture_records("openrouter")
+    );
+}
+
+#[tokio::test]
+async fn sighup_forces_a_manual_sync() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let worker = Worker::start(&worker_env(&db, &server)).await;
+    assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 0);
+
+    worker.signal(Signal::SIGHUP);
+    let (_, status) = wait_for_finished_sync(&db, "trigger = 'manual'").await;
+    assert_eq!(status, "success");
+    assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 1);
+}
+
+#[tokio::test]
+async fn run_on_start_syncs_at_startup() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("MODEL_LENS_SCHEDULE__RUN_ON_START", "true");
+    let worker = Worker::start(&env).await;
+
+    let (id, status) = wait_for_finished_sync(&db, "trigger = 'startup'").await;
+    assert_eq!(status, "success");
+    let sync = worker.finished_sync(id, None).await;
+    assert_eq!(sync["trigger"], "startup", "{sync}");
+}
+
+#[tokio::test]
+async fn probes_and_health_report_follow_the_state_and_sigint_stops() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("MODEL_LENS_HEALTH__INTERVAL_SECS", "1");
+    let mut worker = Worker::start(&env).await;
+
+    let (status, body) = worker.get("/healthz", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = worker.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // No sync yet: critical, and 503 so that a load balancer can act on it.
+    let (status, body) = worker.get("/api/health", None).await;
+    assert_eq!(status, 503, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+    assert_eq!(report["status"], "critical", "{report}");
+    assert!(report["checks"].is_array(), "{report}");
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    let sync = worker
+        .finished_sync(body["sync_id"].as_i64().expect("a sync id"), None)
+        .await;
+    assert_eq!(sync["status"], "success", "{sync}");
+
+    // The health actor re-evaluates every second here.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = worker.get("/api/health", None).await;
+        let report: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+        if status == 200 && report["status"] == "healthy" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} {report} after a successful sync"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let metrics = worker.metrics().await;
+    assert_eq!(sample(&metrics, "model_lens_health_status"), Some(0.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, r#"model_lens_health_check_ok{check="has_successful_sync"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    worker.signal(Signal::SIGINT);
+    let code = worker.exit_code_within(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "an idle worker stops cleanly on SIGINT");
+}
+
+#[tokio::test]
+async fn without_a_database_the_worker_is_alive_but_not_ready_and_still_stops() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("DATABASE_URL", "postgres://x@127.0.0.1:1/x");
+    let mut worker = Worker::spawn(&env);
+
+    worker.wait_for("/healthz").await;
+    let (status, body) = worker.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+
+    worker.signal(Signal::SIGTERM);
+    let code = worker.exit_code_within(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "a clean stop while waiting for the database");
+}
+
+#[tokio::test]
+async fn without_a_token_loopback_clients_may_force_a_sync() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let worker = Worker::start(&worker_env(&db, &server).unset("ADMIN_TOKEN")).await;
+
+    let (status, body) = worker.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "started", "{body}");
+    let sync = worker
+        .finished_sync(body["sync_id"].as_i64().expect("a sync id"), None)
+        .await;
+    assert_eq!(sync["status"], "success", "{sync}");
+}
