@@ -259,7 +259,10 @@ pub fn init_logging(config: &LoggingConfig, default_json: bool) -> anyhow::Resul
             .with_span_list(true)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed()
     };
     let mut layers = vec![stdout_layer.with_filter(filter()).boxed()];
     let mut guards = Vec::new();

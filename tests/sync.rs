@@ -242,7 +242,12 @@ async fn migrations_apply_once_even_when_two_processes_start_together() {
     assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
     let applied = format!("{}{}", a.stdout, b.stdout);
     assert_eq!(applied.matches("applied 0001_schema.sql").count(), 1, "{applied}");
-    assert_eq!(db.count("SELECT count(*) FROM model_lens_migrations").await, 1);
+    assert_eq!(
+        applied.matches("applied 0002_snapshots_without_fk.sql").count(),
+        1,
+        "{applied}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM model_lens_migrations").await, 2);
     for index in [
         "idx_model_snapshots_sync_id",
         "idx_model_snapshots_synced_at",

@@ -14,11 +14,18 @@ pub struct Migration {
 }
 
 /// The migrations compiled into the binary, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_schema.sql",
-    sql: include_str!("../../sql/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_schema.sql",
+        sql: include_str!("../../sql/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_snapshots_without_fk.sql",
+        sql: include_str!("../../sql/0002_snapshots_without_fk.sql"),
+    },
+];
 
 fn checksum(sql: &str) -> String {
     blake3::hash(sql.as_bytes()).to_hex().to_string()
