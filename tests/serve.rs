@@ -633,3 +633,76 @@ async fn without_a_token_loopback_clients_may_force_a_sync() {
         .await;
     assert_eq!(sync["status"], "success", "{sync}");
 }
+
+/// Every `model_lens_*` name in a file (dashboards, alert rules and their tests).
+fn metric_names_in(path: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("model_lens_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_named_by_a_dashboard_or_alert_is_exported_after_a_sync() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("MODEL_LENS_SCHEDULE__RUN_ON_START", "true");
+    let worker = Worker::start(&env).await;
+    let (id, status) = wait_for_finished_sync(&db, "trigger = 'startup'").await;
+    assert_eq!(status, "success");
+    worker.finished_sync(id, None).await;
+    let metrics = worker.metrics().await;
+    // A series is exported when a sample line starts with its name (histograms export
+    // name_bucket, name_sum and name_count).
+    let exported: std::collections::BTreeSet<String> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("dashboards"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.extend(
+        std::fs::read_dir(root.join("deploy/prometheus"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml")),
+    );
+    assert!(
+        files.len() >= 3,
+        "dashboards and rules are where they should be: {files:?}"
+    );
+    let mut checked = 0;
+    for file in &files {
+        for name in metric_names_in(file) {
+            checked += 1;
+            assert!(
+                exported.contains(&name),
+                "{} names {name}, which /metrics does not export after a sync:\n{metrics}",
+                file.display()
+            );
+        }
+    }
+    assert!(checked >= 16, "only {checked} metric references found");
+    // And every contract name of DESIGN.md §7 is exported (as itself or as a histogram).
+    for name in model_lens_sync::telemetry::ALL_METRICS {
+        let histogram = format!("{name}_count");
+        assert!(
+            exported.contains(name) || exported.contains(&histogram),
+            "{name} is not exported:\n{metrics}"
+        );
+    }
+}
