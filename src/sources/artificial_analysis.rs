@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::model::{Model, ParsedPage, RejectReason, Source};
-use crate::sources::fields::{self, Invalid, Outer, PageBuilder};
+use crate::sources::fields::{self, Invalid, PageBuilder};
 use crate::sources::PayloadError;
 
 /// The endpoint path by default. Newer documentation also shows `/api/v2/language/models`,
@@ -26,18 +26,12 @@ pub fn url(base_url: &str, path: &str) -> String {
     format!("{}/{}", base_url.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    data: Vec<&'a RawValue>,
-}
-
 /// Turns one response into one model (or reject) per element of `data`.
 pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
-    let envelope: Envelope = fields::decode_document(body, Outer::Object, "an object with a `data` array")?;
+    let records = fields::member_elements(body, "data", "an object with a `data` array")?;
     let mut page = PageBuilder::new(Source::ArtificialAnalysis);
-    for raw in envelope.data {
-        page.push(raw, parse_record(raw));
+    for record in records {
+        page.push_slice(record, parse_record);
     }
     Ok(page.finish())
 }
@@ -226,6 +220,29 @@ mod tests {
             assert_eq!(page.rejects[0].reason, reason, "{record}");
             assert_eq!(page.rejects[0].raw, record);
         }
+    }
+
+    #[test]
+    fn malformed_records_are_rejected_and_the_rest_of_the_page_is_kept() {
+        let deep = format!(
+            r#"{{"id":"x","evaluations":{}{}}}"#,
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        );
+        for record in [r#"{"id": "x", "name": }"#, r#"{"id":"x" "name":"y"}"#, deep.as_str()] {
+            let page = page_around(record);
+            assert_eq!(page.rejects.len(), 1, "{record}");
+            assert_eq!(page.rejects[0].reason, RejectReason::MalformedRecord, "{record}");
+            assert_eq!(page.rejects[0].raw, record);
+        }
+    }
+
+    #[test]
+    fn only_the_data_member_must_be_readable() {
+        let body = format!(r#"{{"status":200,"prompt_options":{{"parallel_queries": oops}},"data":[{GOOD}]}}"#);
+        assert_eq!(parse(body.as_bytes()).unwrap().models.len(), 1);
+        let cut = format!(r#"{{"status":200,"data":[{GOOD},{GOOD}"#);
+        assert!(matches!(parse(cut.as_bytes()), Err(PayloadError::InvalidJson(_))));
     }
 
     #[test]

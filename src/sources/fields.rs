@@ -9,14 +9,14 @@
 //! - numbers are read from their JSON text, never through `f64`, so money stays exact.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::model::{Model, ParsedPage, Reject, RejectReason, Source};
+use crate::sources::split::{self, Member, Slice, SplitError};
 use crate::sources::PayloadError;
 
 /// How many characters of an offending value a reject's detail quotes.
@@ -85,80 +85,111 @@ impl PageBuilder {
         });
     }
 
+    /// Records the outcome of one record given as its slice of the payload: a slice that is
+    /// not a JSON text (see [`record_json`]) is rejected with its bytes as text; otherwise
+    /// `parse` decides.
+    pub fn push_slice(&mut self, record: Slice<'_>, parse: impl FnOnce(&RawValue) -> Result<Model, Invalid>) {
+        match record_json(record) {
+            Ok(raw) => self.push(raw, parse(raw)),
+            Err(invalid) => self.reject_bytes(invalid, record.bytes),
+        }
+    }
+
+    /// Records a reject for bytes that may not be UTF-8: invalid sequences become U+FFFD, the
+    /// rest is kept as is.
+    pub fn reject_bytes(&mut self, invalid: Invalid, raw: &[u8]) {
+        self.reject(invalid, &String::from_utf8_lossy(raw));
+    }
+
     pub fn finish(self) -> ParsedPage {
         self.page
     }
 }
 
-/// The outer JSON value a payload must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outer {
-    Object,
-    Array,
+/// The deepest a record may nest, its own braces counting as one level. Real records nest a
+/// handful of levels; a record nested deeper is poison: serde_json refuses to read a value
+/// nested deeper than 127 levels (so a stored record could not be read back, alone or wrapped
+/// in a response), and PostgreSQL parses jsonb recursively. 64 leaves room for both.
+pub const MAX_RECORD_DEPTH: usize = 64;
+
+/// The records of a payload that must be a JSON array, each as its slice of the body.
+/// `expected` describes the payload for the error (e.g. "an array of models").
+pub fn document_elements<'a>(body: &'a [u8], expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
+    split::elements(without_bom(body)).map_err(|error| payload_error(error, expected))
 }
 
-impl Outer {
-    fn opening(self) -> u8 {
-        match self {
-            Outer::Object => b'{',
-            Outer::Array => b'[',
+/// The members of a payload that must be a JSON object, each with its slice of the body.
+pub fn document_members<'a>(body: &'a [u8], expected: &str) -> Result<Vec<Member<'a>>, PayloadError> {
+    split::members(without_bom(body)).map_err(|error| payload_error(error, expected))
+}
+
+/// The records of the array under `name` in a payload that must be an object such as
+/// `{"status": 200, "data": [...]}`. The other members are not read, so a malformed one does
+/// not fail the payload; a malformed member does fail it when `name` is missing, since that
+/// member may be the array.
+pub fn member_elements<'a>(body: &'a [u8], name: &str, expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
+    let members = document_members(body, expected)?;
+    let mut named = members.iter().filter(|member| member.key.as_deref() == Ok(name));
+    let array = match (named.next(), named.next()) {
+        (Some(member), None) => member.value,
+        (Some(_), Some(_)) => {
+            return Err(PayloadError::UnexpectedShape(format!(
+                "expected {expected}: `{name}` appears more than once"
+            )))
         }
+        (None, _) => {
+            return Err(match members.iter().find_map(|member| member.key.as_ref().err()) {
+                Some(why) => PayloadError::InvalidJson(format!("a member of the outer object cannot be read: {why}")),
+                None => PayloadError::UnexpectedShape(format!("expected {expected}: there is no `{name}` member")),
+            })
+        }
+    };
+    split::elements(array.bytes).map_err(|error| match error {
+        SplitError::WrongKind { found, .. } => {
+            PayloadError::UnexpectedShape(format!("expected {expected}: `{name}` is a JSON {found}"))
+        }
+        other => PayloadError::InvalidJson(format!("in `{name}`: {other}")),
+    })
+}
+
+/// A byte order mark is not JSON, but some servers send one.
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
+/// "JSON of another kind" is a shape problem; anything else means the text is not JSON.
+fn payload_error(error: SplitError, expected: &str) -> PayloadError {
+    match error {
+        SplitError::WrongKind { found, .. } => {
+            PayloadError::UnexpectedShape(format!("expected {expected}, found a JSON {found}"))
+        }
+        other => PayloadError::InvalidJson(other.to_string()),
     }
 }
 
-/// Decodes a whole payload into its envelope type `T`, telling "not JSON" (syntax, encoding,
-/// truncation) apart from "JSON of another shape".
-///
-/// `outer` is checked explicitly because serde also decodes a struct from a JSON array
-/// (positionally), which would let `[[...]]` pass for `{"data": [...]}`.
-pub fn decode_document<'a, T: Deserialize<'a>>(
-    body: &'a [u8],
-    outer: Outer,
-    expected: &str,
-) -> Result<T, PayloadError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let text = std::str::from_utf8(body)
-        .map_err(|error| PayloadError::InvalidJson(format!("the body is not UTF-8 text: {error}")))?;
-    let decoded = serde_json::from_str::<T>(text).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => PayloadError::UnexpectedShape(format!("expected {expected}: {error}")),
-        _ => PayloadError::InvalidJson(error.to_string()),
+/// One record's slice as JSON text, or why it is not one: empty, nested deeper than
+/// [`MAX_RECORD_DEPTH`], not UTF-8, or not valid JSON (serde_json's explanation, whose line
+/// and column count from the start of the record).
+pub fn record_json<'a>(record: Slice<'a>) -> Result<&'a RawValue, Invalid> {
+    let malformed = |detail: String| Invalid::new(RejectReason::MalformedRecord, detail);
+    if record.bytes.is_empty() {
+        return Err(malformed(
+            "the record is empty (two commas in a row, or a comma before the closing bracket)".to_string(),
+        ));
+    }
+    if record.depth > MAX_RECORD_DEPTH {
+        return Err(malformed(format!(
+            "the record is nested {} levels deep, deeper than the {MAX_RECORD_DEPTH} levels accepted",
+            record.depth
+        )));
+    }
+    let text = std::str::from_utf8(record.bytes).map_err(|error| {
+        malformed(format!(
+            "the record is not UTF-8 text: not UTF-8 at byte {}",
+            error.valid_up_to()
+        ))
     })?;
-    match text.trim_start().as_bytes().first() {
-        Some(&first) if first == outer.opening() => Ok(decoded),
-        _ => Err(PayloadError::UnexpectedShape(format!(
-            "expected {expected}, found a JSON {}",
-            kind_of_text(text)
-        ))),
-    }
-}
-
-/// A JSON object's members in document order with raw values. Unlike a map it keeps duplicate
-/// keys, so a record repeated under one key is still counted instead of silently overwritten.
-#[derive(Debug, Default)]
-pub struct Members<'a>(pub Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-
-        deserializer.deserialize_map(MembersVisitor)
-    }
+    serde_json::from_str(text).map_err(|error| malformed(format!("the record is not valid JSON: {error}")))
 }
 
 /// Decodes one record into its field struct (whose fields are all `Option<&RawValue>`, so
@@ -238,6 +269,13 @@ pub fn unstorable(json: &str) -> Option<Unstorable> {
     // Where a high surrogate escape waits for its low half, which must come right after it.
     let mut pending_high: Option<usize> = None;
     while index < bytes.len() {
+        if pending_high.is_none() {
+            // Only a NUL or an escape can be unstorable: skip to the next one.
+            match split::find_either(bytes, index, 0, b'\\') {
+                Some(next) => index = next,
+                None => return None,
+            }
+        }
         let unit = match (bytes[index], bytes.get(index + 1)) {
             (0, _) => return Some(Unstorable::Nul(index)),
             (b'\\', Some(b'u')) => hex_unit(&bytes[index + 2..]),
@@ -498,24 +536,16 @@ fn is_object(raw: &RawValue) -> bool {
 
 /// The JSON kind of a raw value, for reject details.
 pub fn kind(raw: &RawValue) -> &'static str {
-    kind_of_text(raw.get())
-}
-
-fn kind_of_text(text: &str) -> &'static str {
-    match text.trim_start().as_bytes().first() {
-        Some(b'{') => "object",
-        Some(b'[') => "array",
-        Some(b'"') => "string",
-        Some(b't' | b'f') => "boolean",
-        Some(b'n') => "null",
-        Some(b'-' | b'0'..=b'9') => "number",
-        _ => "value",
-    }
+    split::kind_of(raw.get().as_bytes())
 }
 
 /// A raw value quoted in a reject detail, cut short so that details stay readable.
 pub fn shown(raw: &RawValue) -> String {
-    let text = raw.get();
+    shown_text(raw.get())
+}
+
+/// A text quoted in a reject detail, cut short so that details stay readable.
+pub fn shown_text(text: &str) -> String {
     match text.char_indices().nth(SHOWN_VALUE_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
@@ -696,24 +726,111 @@ mod tests {
         assert_eq!(date_from_unix_seconds(Some(&raw("1e30"))), None);
     }
 
-    #[test]
-    fn members_keep_order_and_duplicate_keys() {
-        let members: Members = serde_json::from_str(r#"{"b":1,"a":{"x":2},"b":3}"#).unwrap();
-        let keys: Vec<&str> = members.0.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(keys, ["b", "a", "b"]);
-        assert_eq!(members.0[1].1.get(), r#"{"x":2}"#);
+    fn slice(text: &str, depth: usize) -> Slice<'_> {
+        Slice {
+            bytes: text.as_bytes(),
+            depth,
+        }
     }
 
     #[test]
-    fn decode_document_tells_invalid_json_from_unexpected_shape() {
-        let invalid = decode_document::<Members>(b"not json", Outer::Object, "an object");
+    fn document_members_keep_order_and_duplicate_keys() {
+        let members = document_members(br#"{"b":1,"a":{"x":2},"b":3}"#, "an object").unwrap();
+        let keys: Vec<&str> = members.iter().map(|member| member.key.as_deref().unwrap()).collect();
+        assert_eq!(keys, ["b", "a", "b"]);
+        assert_eq!(members[1].value.bytes, br#"{"x":2}"#);
+    }
+
+    #[test]
+    fn documents_tell_invalid_json_from_unexpected_shape() {
+        let invalid = document_members(b"not json", "an object");
         assert!(matches!(invalid, Err(PayloadError::InvalidJson(_))));
-        let truncated = decode_document::<Members>(b"{\"a\":", Outer::Object, "an object");
+        let truncated = document_members(b"{\"a\":", "an object");
         assert!(matches!(truncated, Err(PayloadError::InvalidJson(_))));
-        let shape = decode_document::<Members>(b"[1]", Outer::Object, "an object");
+        let shape = document_members(b"[1]", "an object");
         assert!(matches!(shape, Err(PayloadError::UnexpectedShape(_))));
-        let bom = decode_document::<Members>(b"\xEF\xBB\xBF{}", Outer::Object, "an object");
-        assert!(bom.is_ok());
+        assert!(document_members(b"\xEF\xBB\xBF{}", "an object").is_ok());
+        assert!(document_elements(b"\xEF\xBB\xBF [] ", "an array").is_ok());
+        let error = document_elements(b"[{\"id\":\"a\"}", "an array of models").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the response is not valid JSON: the text is cut short: it ends with 1 bracket(s) still open"
+        );
+        let error = document_elements(b"{}", "an array of models").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the response is JSON but not of the expected shape: expected an array of models, found a JSON object"
+        );
+    }
+
+    #[test]
+    fn member_elements_find_the_named_array() {
+        fn elements(body: &str) -> Result<Vec<Slice<'_>>, PayloadError> {
+            member_elements(body.as_bytes(), "data", "an object with a `data` array")
+        }
+        let found = elements(r#"{"status":200,"extra":{"x": oops},"data":[1, {"a":2}]}"#).unwrap();
+        assert_eq!(found, [slice("1", 0), slice(r#"{"a":2}"#, 1)]);
+        for shape in [
+            r#"{}"#,
+            r#"{"data":{}}"#,
+            r#"{"data":null}"#,
+            r#"{"data":[],"data":[]}"#,
+            "[[]]",
+        ] {
+            assert!(
+                matches!(elements(shape), Err(PayloadError::UnexpectedShape(_))),
+                "{shape}"
+            );
+        }
+        for broken in [
+            r#"{"data" []}"#,
+            r#"{"data":[1,2}"#,
+            r#"{"data":[1] 2}"#,
+            r#"{"data":[1"#,
+        ] {
+            assert!(
+                matches!(elements(broken), Err(PayloadError::InvalidJson(_))),
+                "{broken}"
+            );
+        }
+        let error = elements(r#"{"data":[1] 2}"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the response is not valid JSON: in `data`: unexpected text after the end of the value, at byte 4"
+        );
+    }
+
+    #[test]
+    fn record_json_refuses_what_is_not_a_json_text() {
+        assert_eq!(record_json(slice(r#"{"id":"a"}"#, 1)).unwrap().get(), r#"{"id":"a"}"#);
+        let detail = |record: Slice| {
+            let invalid = record_json(record).unwrap_err();
+            assert_eq!(invalid.reason, RejectReason::MalformedRecord);
+            invalid.detail
+        };
+        assert_eq!(
+            detail(slice(r#"{"id": "a", "likes": }"#, 1)),
+            "the record is not valid JSON: expected value at line 1 column 22"
+        );
+        assert_eq!(
+            detail(slice(r#"{"id":"a"} {"id":"b"}"#, 1)),
+            "the record is not valid JSON: trailing characters at line 1 column 12"
+        );
+        assert!(detail(slice("", 0)).starts_with("the record is empty"));
+        assert_eq!(
+            detail(Slice {
+                bytes: b"{\"id\":\"a\xFF\"}",
+                depth: 1
+            }),
+            "the record is not UTF-8 text: not UTF-8 at byte 8"
+        );
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(
+            detail(slice(&deep, 65)),
+            "the record is nested 65 levels deep, deeper than the 64 levels accepted"
+        );
+        let limit = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(record_json(slice(&limit, 64)).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod fields;
 pub mod huggingface;
 pub mod models_dev;
 pub mod openrouter;
+pub mod split;
 
 use crate::model::{ParsedPage, Source};
 

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::model::{Model, ParsedPage, RejectReason, Source};
-use crate::sources::fields::{self, Invalid, Members, Outer, PageBuilder};
+use crate::sources::fields::{self, Invalid, PageBuilder};
+use crate::sources::split::{self, Slice, SplitError};
 use crate::sources::PayloadError;
 
 /// The URL of the whole catalogue under `base_url` (e.g. `https://models.dev`).
@@ -19,64 +20,122 @@ pub fn url(base_url: &str) -> String {
 
 /// Turns the `api.json` document into one model (or reject) per provider-model entry.
 pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
-    let providers: Members =
-        fields::decode_document(body, Outer::Object, "an object of providers keyed by provider id")?;
+    let providers = fields::document_members(body, "an object of providers keyed by provider id")?;
     let mut page = PageBuilder::new(Source::ModelsDev);
-    for (provider_key, provider) in providers.0 {
-        parse_provider(&mut page, &provider_key, provider);
+    for provider in providers {
+        match &provider.key {
+            Ok(provider_key) => parse_provider(&mut page, provider_key, provider.value),
+            Err(why) => {
+                let invalid = Invalid::new(
+                    RejectReason::MalformedRecord,
+                    format!("a provider cannot be read: {why}"),
+                );
+                page.reject_bytes(invalid, provider.text);
+            }
+        }
     }
     Ok(page.finish())
 }
 
-/// The provider fields we read; the rest (name, env, npm, doc, api) describes the provider,
-/// not its models.
-#[derive(Deserialize)]
-struct Provider<'a> {
-    #[serde(borrow)]
-    models: Option<&'a RawValue>,
-}
-
-/// Adds the models of one provider entry to `page`. A malformed entry cannot be split into
-/// models, so it becomes rejects (never silently nothing) and the other providers go on.
-fn parse_provider(page: &mut PageBuilder, provider_key: &str, provider: &RawValue) {
+/// Adds the models of one provider entry to `page`. The entry is split rather than parsed, so
+/// a malformed model costs that model alone. An entry that cannot be split into models
+/// becomes rejects (never silently nothing) and the other providers go on.
+fn parse_provider(page: &mut PageBuilder, provider_key: &str, provider: Slice<'_>) {
     let malformed = |what: String| {
         Invalid::new(
             RejectReason::MalformedRecord,
             format!("provider `{provider_key}` {what}"),
         )
     };
-    let entry: Provider = match fields::decode_record(provider) {
-        Ok(entry) => entry,
-        Err(invalid) => {
-            page.reject(malformed(format!(": {}", invalid.detail)), provider.get());
+    let members = match split::members(provider.bytes) {
+        Ok(members) => members,
+        Err(SplitError::WrongKind { found, .. }) => {
+            page.reject_bytes(
+                malformed(format!("is a JSON {found}, expected an object")),
+                provider.bytes,
+            );
+            return;
+        }
+        Err(error) => {
+            page.reject_bytes(malformed(format!("cannot be read: {error}")), provider.bytes);
             return;
         }
     };
-    // A provider without `models` (absent or null) lists no models: there is nothing to drop.
-    let Some(models) = entry.models else {
-        return;
+    // The other members (name, env, npm, doc, api) describe the provider, not its models.
+    let mut named = members.iter().filter(|member| member.key.as_deref() == Ok("models"));
+    let models = match (named.next(), named.next()) {
+        (Some(member), None) => member.value,
+        (Some(_), Some(_)) => {
+            let invalid = malformed("has `models` more than once, so which list counts is ambiguous".to_string());
+            page.reject_bytes(invalid, provider.bytes);
+            return;
+        }
+        (None, _) => {
+            // A member that cannot be read may be the models: reject rather than drop them.
+            if let Some(why) = members.iter().find_map(|member| member.key.as_ref().err()) {
+                page.reject_bytes(malformed(format!("cannot be read: {why}")), provider.bytes);
+            }
+            // Otherwise the provider lists no models: there is nothing to drop.
+            return;
+        }
     };
-    match serde_json::from_str::<Members>(models.get()) {
-        Ok(models) => {
-            for (model_key, record) in models.0 {
-                page.push(record, parse_record(provider_key, &model_key, record));
-            }
-        }
+    match models.bytes.first() {
+        Some(b'{') => parse_models(page, provider_key, provider, models),
         // An array still holds one record per element: reject each, so the count stays true.
-        Err(_) if models.get().starts_with('[') => {
-            let elements: Vec<&RawValue> = serde_json::from_str(models.get()).unwrap_or_default();
-            for element in elements {
-                let invalid = malformed("lists `models` as an array, expected an object keyed by model id".to_string());
-                page.reject(invalid, element.get());
+        Some(b'[') => match split::elements(models.bytes) {
+            Ok(elements) => {
+                for element in elements {
+                    let invalid =
+                        malformed("lists `models` as an array, expected an object keyed by model id".to_string());
+                    page.reject_bytes(invalid, element.bytes);
+                }
             }
-        }
-        Err(_) => {
+            Err(error) => page.reject_bytes(
+                malformed(format!("has `models` that cannot be read: {error}")),
+                provider.bytes,
+            ),
+        },
+        // `"models": null` lists no models, like an absent `models`.
+        _ if models.bytes == b"null" => {}
+        _ => {
             let invalid = malformed(format!(
                 "has `models` as a {} ({}), expected an object keyed by model id",
-                fields::kind(models),
-                fields::shown(models)
+                split::kind_of(models.bytes),
+                fields::shown_text(&String::from_utf8_lossy(models.bytes))
             ));
-            page.reject(invalid, provider.get());
+            page.reject_bytes(invalid, provider.bytes);
+        }
+    }
+}
+
+/// Adds one model (or reject) per member of a provider's `models` object.
+fn parse_models(page: &mut PageBuilder, provider_key: &str, provider: Slice<'_>, models: Slice<'_>) {
+    let members = match split::members(models.bytes) {
+        Ok(members) => members,
+        Err(error) => {
+            let invalid = Invalid::new(
+                RejectReason::MalformedRecord,
+                format!("provider `{provider_key}` has `models` that cannot be read: {error}"),
+            );
+            page.reject_bytes(invalid, provider.bytes);
+            return;
+        }
+    };
+    for member in members {
+        let model_key = match &member.key {
+            Ok(model_key) => model_key,
+            Err(why) => {
+                let invalid = Invalid::new(
+                    RejectReason::MalformedRecord,
+                    format!("provider `{provider_key}`: a model cannot be read: {why}"),
+                );
+                page.reject_bytes(invalid, member.text);
+                continue;
+            }
+        };
+        match fields::record_json(member.value) {
+            Ok(raw) => page.push(raw, parse_record(provider_key, model_key, raw)),
+            Err(invalid) => page.reject_bytes(in_context(provider_key, model_key, invalid), member.value.bytes),
         }
     }
 }
@@ -141,10 +200,13 @@ struct Modalities<'a> {
 /// One provider-model entry to a model. Reject details name the provider and the key, since
 /// the reject's raw text (the record alone) does not contain them.
 fn parse_record(provider_key: &str, model_key: &str, raw: &RawValue) -> Result<Model, Invalid> {
-    read_record(provider_key, model_key, raw).map_err(|invalid| {
-        let detail = format!("provider `{provider_key}`, model `{model_key}`: {}", invalid.detail);
-        Invalid { detail, ..invalid }.with_model_id(model_key)
-    })
+    read_record(provider_key, model_key, raw).map_err(|invalid| in_context(provider_key, model_key, invalid))
+}
+
+/// Names the provider and the model key in a reject of one model, and attaches the key.
+fn in_context(provider_key: &str, model_key: &str, invalid: Invalid) -> Invalid {
+    let detail = format!("provider `{provider_key}`, model `{model_key}`: {}", invalid.detail);
+    Invalid { detail, ..invalid }.with_model_id(model_key)
 }
 
 fn read_record(provider_key: &str, model_key: &str, raw: &RawValue) -> Result<Model, Invalid> {
@@ -376,6 +438,93 @@ mod tests {
         assert!(page.rejects[0].detail.contains("`broken`"));
         assert_eq!(page.rejects[1].raw, GOOD);
         assert!(page.rejects[3].detail.contains("`models` as a string"));
+    }
+
+    #[test]
+    fn malformed_model_records_are_rejected_and_the_other_models_kept() {
+        let deep = format!(r#"{{"name":"deep","x":{}{}}}"#, "[".repeat(5_000), "]".repeat(5_000));
+        for record in [
+            r#"{"name": "x", "cost": }"#,
+            r#"{"name": "x" "cost": {}}"#,
+            deep.as_str(),
+        ] {
+            let (reason, detail) = reject_of(record);
+            assert_eq!(reason, RejectReason::MalformedRecord, "{record}");
+            assert!(
+                detail.starts_with("provider `p`, model `bad`: the record is "),
+                "{detail}"
+            );
+        }
+        let mut body = format!(r#"{{"p":{{"models":{{"a":{GOOD},"bad":"#).into_bytes();
+        body.extend_from_slice(b"{\"name\":\"\xC3\"}");
+        body.extend_from_slice(format!(r#","z":{GOOD}}}}}}}"#).as_bytes());
+        let page = parse(&body).unwrap();
+        assert_eq!(page.models.len(), 2);
+        assert_eq!(page.rejects.len(), 1);
+        assert_eq!(page.rejects[0].raw, "{\"name\":\"\u{FFFD}\"}");
+        assert_eq!(page.rejects[0].model_id.as_deref(), Some("bad"));
+        assert_eq!(
+            page.rejects[0].detail,
+            "provider `p`, model `bad`: the record is not UTF-8 text: not UTF-8 at byte 9"
+        );
+    }
+
+    #[test]
+    fn malformed_members_and_providers_are_rejected_and_others_go_on() {
+        let body = format!(
+            r#"{{"p1":{{"models":{{"a":{GOOD}, bad:{GOOD}, "z":{GOOD}}}}},
+                "p2":{{"models":{{"b":{GOOD}}} x}},
+                "p3":{{"models" {{"c":{GOOD}}}}},
+                broken,
+                "p4":{{"name":oops,"models":{{"d":{GOOD}}}}}}}"#
+        );
+        let page = parse(body.as_bytes()).unwrap();
+        let ids: Vec<&str> = page.models.iter().map(|model| model.model_id.as_str()).collect();
+        assert_eq!(ids, ["a", "z", "d"]);
+        let rejects: Vec<(&str, &str)> = page
+            .rejects
+            .iter()
+            .map(|reject| (reject.detail.as_str(), reject.raw.as_str()))
+            .collect();
+        assert_eq!(
+            rejects[0],
+            (
+                "provider `p1`: a model cannot be read: the member does not start with a quoted key",
+                format!("bad:{GOOD}").as_str()
+            )
+        );
+        assert!(
+            rejects[1]
+                .0
+                .starts_with("provider `p2` has `models` that cannot be read: "),
+            "{}",
+            rejects[1].0
+        );
+        assert!(rejects[1].1.starts_with(r#"{"models":{"b":"#));
+        assert_eq!(
+            rejects[2].0,
+            "provider `p3` cannot be read: the member has no `:` after its key"
+        );
+        assert_eq!(
+            rejects[3],
+            (
+                "a provider cannot be read: the member does not start with a quoted key",
+                "broken"
+            )
+        );
+        assert_eq!(rejects.len(), 4);
+        assert!(page
+            .rejects
+            .iter()
+            .all(|reject| reject.reason == RejectReason::MalformedRecord));
+    }
+
+    #[test]
+    fn a_document_cut_short_fails_the_payload() {
+        let body = format!(r#"{{"p":{{"models":{{"a":{GOOD},"b":{{"name":"cut"#);
+        let error = parse(body.as_bytes()).unwrap_err();
+        assert!(matches!(error, PayloadError::InvalidJson(_)));
+        assert!(error.to_string().contains("cut short"), "{error}");
     }
 
     #[test]

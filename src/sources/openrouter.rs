@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::model::{Model, ParsedPage, RejectReason, Source};
-use crate::sources::fields::{self, Invalid, Outer, PageBuilder};
+use crate::sources::fields::{self, Invalid, PageBuilder};
 use crate::sources::PayloadError;
 
 /// Decimal places between USD per token and USD per million tokens.
@@ -21,18 +21,12 @@ pub fn url(base_url: &str) -> String {
     format!("{}/api/v1/models", base_url.trim_end_matches('/'))
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    data: Vec<&'a RawValue>,
-}
-
 /// Turns one `/api/v1/models` response into one model (or reject) per element of `data`.
 pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
-    let envelope: Envelope = fields::decode_document(body, Outer::Object, "an object with a `data` array")?;
+    let records = fields::member_elements(body, "data", "an object with a `data` array")?;
     let mut page = PageBuilder::new(Source::OpenRouter);
-    for raw in envelope.data {
-        page.push(raw, parse_record(raw));
+    for record in records {
+        page.push_slice(record, parse_record);
     }
     Ok(page.finish())
 }
@@ -356,6 +350,49 @@ mod tests {
         for (record, reason) in cases {
             assert_eq!(reject_of(record), reason, "{record}");
         }
+    }
+
+    #[test]
+    fn malformed_records_are_rejected_and_the_rest_of_the_page_is_kept() {
+        for record in [
+            r#"{"id": "a/b", "pricing": {"prompt": }}"#,
+            r#"{"id": "a/b" "name": "x"}"#,
+            r#"{"id":"a/b","pricing":{"prompt":"0.1",}}"#,
+        ] {
+            assert_eq!(reject_of(record), RejectReason::MalformedRecord, "{record}");
+        }
+    }
+
+    #[test]
+    fn records_that_are_not_utf8_or_too_deep_are_rejected_alone() {
+        let deep = format!(
+            r#"{{"id":"deep","x":{}{}}}"#,
+            "{\"a\":".repeat(5_000),
+            "}".repeat(5_000)
+        );
+        let mut body = format!(r#"{{"data":[{GOOD},{deep},"#).into_bytes();
+        body.extend_from_slice(b"{\"id\":\"a/\xFF\"}");
+        body.extend_from_slice(format!(",{GOOD}]}}").as_bytes());
+        let page = parse(&body).unwrap();
+        assert_eq!(page.models.len(), 2);
+        let details: Vec<&str> = page.rejects.iter().map(|reject| reject.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                "the record is nested 5001 levels deep, deeper than the 64 levels accepted",
+                "the record is not UTF-8 text: not UTF-8 at byte 9",
+            ]
+        );
+        assert_eq!(page.rejects[0].raw, deep);
+        assert_eq!(page.rejects[1].raw, "{\"id\":\"a/\u{FFFD}\"}");
+    }
+
+    #[test]
+    fn a_body_cut_short_fails_the_page() {
+        let body = format!(r#"{{"data":[{GOOD},{{"id":"a/b","#);
+        assert!(matches!(parse(body.as_bytes()), Err(PayloadError::InvalidJson(_))));
+        let body = format!(r#"{{"data":[{GOOD}]"#);
+        assert!(matches!(parse(body.as_bytes()), Err(PayloadError::InvalidJson(_))));
     }
 
     #[test]
