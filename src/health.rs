@@ -94,12 +94,7 @@ pub fn evaluate(facts: &HealthFacts, thresholds: &HealthConfig, now: DateTime<Ut
     };
     match &facts.database {
         Ok(()) => check("database", true, HealthStatus::Critical, "PostgreSQL answers".into()),
-        Err(error) => check(
-            "database",
-            false,
-            HealthStatus::Critical,
-            format!("PostgreSQL is unreachable: {error}"),
-        ),
+        Err(reason) => check("database", false, HealthStatus::Critical, reason.clone()),
     }
     let failures = facts
         .recent_statuses
@@ -179,10 +174,18 @@ pub fn evaluate(facts: &HealthFacts, thresholds: &HealthConfig, now: DateTime<Ut
 pub async fn gather(database: &Database, thresholds: &HealthConfig) -> HealthFacts {
     match read_facts(database, thresholds).await {
         Ok(facts) => facts,
-        Err(error) => HealthFacts {
-            database: Err(error.to_string()),
-            ..HealthFacts::default()
-        },
+        Err(error) => {
+            let undefined_table = matches!(&error, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE));
+            let reason = if undefined_table {
+                "the database is reachable but not migrated; run `model-lens-sync migrate`".to_string()
+            } else {
+                format!("PostgreSQL is unreachable: {error}")
+            };
+            HealthFacts {
+                database: Err(reason),
+                ..HealthFacts::default()
+            }
+        }
     }
 }
 

@@ -200,8 +200,9 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
 
     let mut max_records = None;
     if let Some(remaining) = state.remaining_models {
-        // Count the page's records (cheap: nothing is decoded) so `max_models` is exact.
-        let records = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&fetched.body)
+        // Count the page's records (cheap: split, nothing decoded) so `max_models` is exact; a
+        // malformed record counts, since the parser turns it into a reject.
+        let records = crate::sources::split::elements(&fetched.body)
             .map(|items| items.len() as u64)
             .unwrap_or(remaining);
         max_records = (records > remaining).then_some(remaining as usize);

@@ -14,7 +14,7 @@ pub struct HealthMonitor;
 
 pub enum HealthMsg {
     Evaluate,
-    /// The latest report, evaluating now if there is none yet.
+    /// A report evaluated now (which also refreshes the gauges).
     GetReport(RpcReplyPort<HealthReport>),
 }
 
@@ -51,9 +51,9 @@ impl Actor for HealthMonitor {
                 myself.send_after(interval, || HealthMsg::Evaluate);
             }
             HealthMsg::GetReport(reply) => {
-                if state.latest.is_none() {
-                    evaluate(state).await;
-                }
+                // Fresh for whoever asks (two small queries): a report cached for the whole
+                // interval would still say "no successful sync" right after one.
+                evaluate(state).await;
                 if let Some(report) = &state.latest {
                     let _ = reply.send(report.clone());
                 }

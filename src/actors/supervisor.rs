@@ -367,7 +367,11 @@ async fn start_sync(
     let database = state.services.database.clone();
     let lock = match SyncLock::try_acquire(&database).await {
         Ok(Some(lock)) => lock,
-        Ok(None) => return ForceSyncOutcome::AlreadyRunning(None),
+        Ok(None) => {
+            // Another process holds the lock: name its sync, as the API promises.
+            let id = syncs::running_sync_id(&database).await.ok().flatten();
+            return ForceSyncOutcome::AlreadyRunning(id);
+        }
         Err(error) => return ForceSyncOutcome::Failed(error.to_string()),
     };
     let plan: Vec<(Source, SourceStatus, Option<String>)> = Source::ALL

@@ -111,10 +111,11 @@ fn quarantine_duplicates(page: &mut ParsedPage) {
 }
 
 /// The first `max` items of a top-level JSON array, as a JSON array (the last page of a listing
-/// bounded by `max_models`). A body that is not an array is returned as is for the parser to
-/// judge.
+/// bounded by `max_models`). Split with the parsers' tolerant splitter, so a malformed record
+/// counts as one item and is judged (rejected) by the parser like any other. A body that is not
+/// an array is returned as is for the parser to judge.
 fn first_records(body: &[u8], max: usize) -> Vec<u8> {
-    match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body) {
+    match crate::sources::split::elements(body) {
         Ok(items) if items.len() > max => {
             let mut out = Vec::with_capacity(body.len());
             out.push(b'[');
@@ -122,7 +123,7 @@ fn first_records(body: &[u8], max: usize) -> Vec<u8> {
                 if index > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(item.get().as_bytes());
+                out.extend_from_slice(item.bytes);
             }
             out.push(b']');
             out

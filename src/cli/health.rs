@@ -12,7 +12,7 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<i32> {
         }
         Err(error) => {
             let facts = health::HealthFacts {
-                database: Err(format!("{error:#}")),
+                database: Err(format!("PostgreSQL is unreachable: {error:#}")),
                 ..Default::default()
             };
             health::evaluate(&facts, &config.health, chrono::Utc::now())

@@ -39,6 +39,18 @@ impl SyncLock {
     }
 }
 
+/// The id of the newest sync still `running` (another replica's, when its lock is held).
+pub async fn running_sync_id(database: &Database) -> Result<Option<i64>, StoreError> {
+    let client = database.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id FROM model_syncs WHERE status = 'running' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 /// Inserts the `running` sync and one row per source; returns its id and start time.
 pub async fn create_sync(
     database: &Database,
