@@ -523,3 +523,69 @@ async fn an_actor_that_keeps_crashing_fails_its_source_only() {
         "partial"
     );
 }
+
+#[tokio::test]
+async fn backends_terminated_in_the_middle_of_a_sync_are_replaced_and_nothing_is_lost() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .source("huggingface", "base_url", &server.base_url("slow"))
+        .source("huggingface", "page_size", "1000")
+        .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "100");
+    let child = env.command(&["sync"]).output();
+    let fault = async {
+        wait_until(
+            &db,
+            "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
+            30,
+        )
+        .await;
+        // Kill every session of the sync (pooled connections and the lock's) twice, a page apart.
+        for _ in 0..2 {
+            let killed = db
+                .count(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+                )
+                .await;
+            assert!(killed > 0, "there were sessions to terminate");
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+    };
+    let (output, ()) = tokio::join!(child, fault);
+    let run = common::RunOutput::from(output.unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        "success"
+    );
+    assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
+}
+
+#[tokio::test]
+async fn a_table_lock_held_longer_than_the_statement_timeout_delays_the_sync_but_loses_nothing() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server)
+        .set("MODEL_LENS_DATABASE__STATEMENT_TIMEOUT_SECS", "1")
+        .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "200");
+    assert_eq!(env.run(&["migrate"]).await.code, 0);
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE model_snapshots IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = env.command(&["sync"]).output();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+    };
+    let (output, ()) = tokio::join!(child, release);
+    let run = common::RunOutput::from(output.unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("batch write failed, retrying"),
+        "the lock was not felt: {run:?}"
+    );
+    assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
+}
