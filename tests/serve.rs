@@ -706,3 +706,71 @@ async fn every_metric_named_by_a_dashboard_or_alert_is_exported_after_a_sync() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    let first = Worker::start(&env).await;
+    let second = Worker::start(&env).await;
+
+    let (status, body) = first.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    // The other replica does not know of the sync in memory; the advisory lock stops it, and it
+    // names the running sync from the database.
+    let (status, body) = second.force_sync(None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["sync_id"], sync_id, "{body}");
+
+    let finished = first.finished_sync(sync_id, None).await;
+    assert_eq!(finished["status"], "success", "{finished}");
+    assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 1);
+    // Once it is done, the other replica may sync.
+    let (status, body) = second.force_sync(None).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn logging_dir_gets_a_sync_log_with_sync_ids_and_a_health_log() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_SCHEDULE__RUN_ON_START", "true")
+        .set("MODEL_LENS_LOGGING__DIR", logs.path().to_str().unwrap());
+    let mut worker = Worker::start(&env).await;
+    let (id, status) = wait_for_finished_sync(&db, "trigger = 'startup'").await;
+    assert_eq!(status, "success");
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(worker.exit_code_within(Duration::from_secs(30)).await, 0);
+
+    let sync_log = std::fs::read_to_string(logs.path().join("sync.log")).expect("logs/sync.log");
+    let finished: Vec<Value> = sync_log
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("one JSON object per line"))
+        .filter(|line| line["fields"]["message"] == "sync finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{sync_log}");
+    assert!(
+        finished[0].to_string().contains(&format!("\"sync_id\":{id}")),
+        "{}",
+        finished[0]
+    );
+    // Every line logged inside the sync's actors carries the id.
+    let actor_lines: Vec<&str> = sync_log
+        .lines()
+        .filter(|line| line.contains("source finished"))
+        .collect();
+    assert_eq!(actor_lines.len(), 4, "{sync_log}");
+    assert!(actor_lines
+        .iter()
+        .all(|line| line.contains(&format!("\"sync_id\":{id}"))));
+    let health_log = std::fs::read_to_string(logs.path().join("health.log")).expect("logs/health.log");
+    assert!(health_log.contains("health"), "{health_log}");
+    assert!(
+        !sync_log.contains("health changed"),
+        "health lines belong in health.log"
+    );
+}
