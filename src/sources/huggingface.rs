@@ -477,39 +477,3 @@ mod tests {
         assert_eq!(page.models[1].raw, record);
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-    use crate::sources::{split, test_fixtures};
-    use std::time::{Duration, Instant};
-
-    /// A measurement, not a check (timings depend on the machine): the parse of a listing is
-    /// the hot path of a full-hub sync. Run it with
-    /// `cargo test --release --lib parse_speed -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a manual measurement, to run in release mode"]
-    fn parse_speed() {
-        let body = test_fixtures::read("hf_models.json");
-        let runs = 100;
-        let best_of_five = |work: &dyn Fn() -> usize| {
-            (0..5)
-                .map(|_| {
-                    let started = Instant::now();
-                    let records: usize = (0..runs).map(|_| work()).sum();
-                    assert_eq!(records, runs * 2_500);
-                    started.elapsed()
-                })
-                .min()
-                .unwrap_or(Duration::ZERO)
-        };
-        let parsing = best_of_five(&|| parse(&body).unwrap().records());
-        let splitting = best_of_five(&|| split::elements(&body).unwrap().len());
-        println!(
-            "hf_models.json ({} bytes, 2,500 records) {runs} times, best of 5: parse {parsing:?} ({:.0} ns a record), \
-             of which splitting {splitting:?}",
-            body.len(),
-            parsing.as_nanos() as f64 / (runs * 2_500) as f64,
-        );
-    }
-}
