@@ -4,7 +4,8 @@
 //! one relaxed atomic load.
 //!
 //! Points: `fetcher_page` (a fetcher, before fetching a page), `transformer_page` (a transformer,
-//! on receiving a page), `writer_batch` (the writer, before committing a batch). A point may be
+//! on receiving a page), `parser` (inside a parse, off the async threads), `writer_batch` (the
+//! writer, before committing a batch). A point may be
 //! narrowed to one source: `fetcher_page:huggingface=always`.
 
 use std::collections::HashMap;

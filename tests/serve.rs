@@ -774,3 +774,40 @@ async fn logging_dir_gets_a_sync_log_with_sync_ids_and_a_health_log() {
         "health lines belong in health.log"
     );
 }
+
+#[tokio::test]
+async fn a_crashed_writer_is_restarted_counted_and_the_sync_still_succeeds() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_SCHEDULE__RUN_ON_START", "true")
+        .set("MODEL_LENS_FAULTS", "writer_batch=2");
+    let worker = Worker::start(&env).await;
+    let (id, status) = wait_for_finished_sync(&db, "trigger = 'startup'").await;
+    assert_eq!(status, "success", "{}", worker.log());
+    worker.finished_sync(id, None).await;
+    let metrics = worker.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"model_lens_actor_restarts_total{actor="writer"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"model_lens_actor_restarts_total{actor="fetcher"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+    let stored = db
+        .count(&format!("SELECT count(*) FROM model_snapshots WHERE sync_id = {id}"))
+        .await;
+    let distinct = db
+        .count(&format!(
+            "SELECT count(DISTINCT (source, provider, model_id)) FROM model_snapshots WHERE sync_id = {id}"
+        ))
+        .await;
+    let expected: i64 = ["models_dev", "openrouter", "huggingface", "artificial_analysis"]
+        .iter()
+        .map(|source| fixture_records(source))
+        .sum();
+    assert_eq!((stored, distinct), (expected, expected));
+}

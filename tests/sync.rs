@@ -364,10 +364,18 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
 
 #[tokio::test]
 async fn postgres_restarted_in_the_middle_of_a_sync_loses_nothing() {
+    for immediate in [false, true] {
+        restart_postgres_during_a_sync(immediate).await;
+    }
+}
+
+/// Stops the database (fast, or immediate as in a crash) while Hugging Face pages arrive
+/// slowly, keeps it down for 4 s, starts it again, and expects every row.
+async fn restart_postgres_during_a_sync(immediate: bool) {
     use model_lens_sync::store::embedded::EmbeddedPostgres;
     let dir = std::env::temp_dir()
         .join("model-lens-tests")
-        .join(format!("outage-{}", std::process::id()));
+        .join(format!("outage-{}-{immediate}", std::process::id()));
     let cluster = EmbeddedPostgres::start(&dir, None).await.expect("a private cluster");
     let db = TestDb {
         url: cluster.url(),
@@ -386,21 +394,24 @@ async fn postgres_restarted_in_the_middle_of_a_sync_loses_nothing() {
             30,
         )
         .await;
-        cluster.stop().await;
+        if immediate {
+            cluster.stop_immediately().await;
+        } else {
+            cluster.stop().await;
+        }
         // Long enough that the first slow Hugging Face page (3 s) arrives during the outage.
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;
         EmbeddedPostgres::start(&dir, None).await.expect("the cluster restarts")
     };
     let (output, restarted) = tokio::join!(child, outage);
     let run = common::RunOutput::from(output.unwrap());
-    assert_eq!(run.code, 0, "{run:?}");
+    let context = format!("immediate = {immediate}: {run:?}");
+    assert_eq!(run.code, 0, "{context}");
     assert!(
         run.stderr.contains("batch write failed, retrying"),
-        "the outage was not seen: {run:?}"
+        "the outage was not seen: {context}"
     );
-    for source in SOURCES {
-        assert_eq!(rows(&db, 1, source).await, fixture_records(source), "{source}");
-    }
+    assert_exact_and_unique(&db, 1, &context).await;
     assert_eq!(
         text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
         "success"
@@ -588,4 +599,25 @@ async fn a_table_lock_held_longer_than_the_statement_timeout_delays_the_sync_but
         "the lock was not felt: {run:?}"
     );
     assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
+}
+
+#[tokio::test]
+async fn a_parser_panic_fails_its_source_and_nothing_else() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server).set("MODEL_LENS_FAULTS", "parser:openrouter");
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = text(
+        &db,
+        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'",
+    )
+    .await;
+    assert!(
+        error.starts_with("failed page 1: the openrouter parser crashed: injected fault"),
+        "{error}"
+    );
+    for source in ["models_dev", "huggingface", "artificial_analysis"] {
+        assert_eq!(rows(&db, 1, source).await, fixture_records(source), "{source}");
+    }
 }

@@ -52,9 +52,12 @@ impl Actor for Transformer {
             let source = key.source;
             // Parsing is CPU work: keep it off the async worker threads. A panic inside comes
             // back as a JoinError instead of unwinding through this actor.
-            let parsed = tokio::task::spawn_blocking(move || match max_records {
-                Some(max) => parse_payload(source, &first_records(&body, max)),
-                None => parse_payload(source, &body),
+            let parsed = tokio::task::spawn_blocking(move || {
+                crate::faults::maybe_panic_for("parser", source);
+                match max_records {
+                    Some(max) => parse_payload(source, &first_records(&body, max)),
+                    None => parse_payload(source, &body),
+                }
             })
             .await;
             let error = match parsed {

@@ -64,14 +64,15 @@ pub struct EmbeddedPostgres {
 /// lives until the cluster is stopped or the process exits, never from a runtime worker that
 /// may come and go.
 struct Keeper {
-    stop: std::sync::mpsc::Sender<()>,
+    /// The signal to stop the server with (SIGINT fast, SIGQUIT immediate).
+    stop: std::sync::mpsc::Sender<Signal>,
     exited: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Keeper {
     fn spawn(mut command: Command, program: PathBuf) -> Result<Keeper, EmbeddedError> {
-        let (stop, stop_requested) = std::sync::mpsc::channel::<()>();
+        let (stop, stop_requested) = std::sync::mpsc::channel::<Signal>();
         let (started_tx, started) = std::sync::mpsc::channel::<Result<(), String>>();
         let exited = Arc::new(AtomicBool::new(false));
         let exited_flag = exited.clone();
@@ -91,15 +92,19 @@ impl Keeper {
                 };
                 let _ = started_tx.send(Ok(()));
                 // Until asked to stop (or the handle is dropped), watch for the server dying.
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stop_requested.recv_timeout(Duration::from_millis(200))
-                {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        exited_flag.store(true, Ordering::SeqCst);
-                        return;
+                let signal = loop {
+                    match stop_requested.recv_timeout(Duration::from_millis(200)) {
+                        Ok(signal) => break signal,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Signal::SIGINT,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if let Ok(Some(_)) = child.try_wait() {
+                                exited_flag.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                        }
                     }
-                }
-                stop_child(child);
+                };
+                stop_child(child, signal);
                 exited_flag.store(true, Ordering::SeqCst);
             })
             .map_err(|error| EmbeddedError::StartFailed(format!("cannot start the keeper thread: {error}")))?;
@@ -118,9 +123,9 @@ impl Keeper {
         self.exited.load(Ordering::SeqCst)
     }
 
-    /// Stops the server and waits for it (blocking).
-    fn stop(mut self) {
-        let _ = self.stop.send(());
+    /// Stops the server with `signal` and waits for it (blocking).
+    fn stop(mut self, signal: Signal) {
+        let _ = self.stop.send(signal);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -216,9 +221,19 @@ impl EmbeddedPostgres {
     }
 
     /// Fast shutdown: active sessions are ended, committed data is safe.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with(Signal::SIGINT).await;
+    }
+
+    /// Immediate shutdown, as after a crash: sessions are cut, nothing is flushed, and the next
+    /// start recovers from the WAL. The fault tests use it.
+    pub async fn stop_immediately(self) {
+        self.stop_with(Signal::SIGQUIT).await;
+    }
+
+    async fn stop_with(mut self, signal: Signal) {
         if let Some(keeper) = self.keeper.take() {
-            let _ = tokio::task::spawn_blocking(move || keeper.stop()).await;
+            let _ = tokio::task::spawn_blocking(move || keeper.stop(signal)).await;
             tracing::info!("embedded PostgreSQL stopped");
         }
     }
@@ -227,14 +242,14 @@ impl EmbeddedPostgres {
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
         if let Some(keeper) = self.keeper.take() {
-            keeper.stop();
+            keeper.stop(Signal::SIGINT);
         }
     }
 }
 
-fn stop_child(mut child: Child) {
+fn stop_child(mut child: Child, signal: Signal) {
     let pid = Pid::from_raw(child.id() as i32);
-    let _ = kill(pid, Signal::SIGINT);
+    let _ = kill(pid, signal);
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
