@@ -202,15 +202,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-async fn text(db: &TestDb, sql: &str) -> String {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
 /// Waits until a sync matching `condition` (SQL over `model_syncs`) exists and has finished;
 /// returns its id and status.
 async fn wait_for_finished_sync(db: &TestDb, condition: &str) -> (i64, String) {
@@ -222,7 +213,9 @@ async fn wait_for_finished_sync(db: &TestDb, condition: &str) -> (i64, String) {
             ))
             .await;
         if let Some(id) = found {
-            let status = text(db, &format!("SELECT status FROM model_syncs WHERE id = {id}")).await;
+            let status = db
+                .text(&format!("SELECT status FROM model_syncs WHERE id = {id}"))
+                .await;
             return (id, status);
         }
         assert!(
@@ -464,23 +457,31 @@ async fn health_command_exit_codes_follow_the_thresholds() {
     assert_eq!(json(&unreachable.stdout)["status"], "critical", "{unreachable:?}");
 }
 
-#[tokio::test]
-async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_exits_0() {
+/// Starts a worker whose OpenRouter answers after 3 s, forces a sync, sends SIGTERM at once and
+/// expects a clean exit (0) within the grace period plus 10 s. Returns the database and sync id.
+async fn sigterm_during_a_slow_sync(grace_secs: u64) -> (TestDb, i64) {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
     let env = worker_env(&db, &server)
-        .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", "1")
+        .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", &grace_secs.to_string())
         .source("openrouter", "base_url", &server.base_url("slow"));
     let mut worker = Worker::start(&env).await;
-
     let (status, body) = worker.force_sync(None).await;
     assert_eq!(status, 202, "{body}");
     let sync_id = body["sync_id"].as_i64().expect("a sync id");
     worker.signal(Signal::SIGTERM);
-    let code = worker.exit_code_within(Duration::from_secs(1 + 10)).await;
+    let code = worker.exit_code_within(Duration::from_secs(grace_secs + 10)).await;
     assert_eq!(code, 0, "a clean stop");
+    (db, sync_id)
+}
 
-    let status = text(&db, &format!("SELECT status FROM model_syncs WHERE id = {sync_id}")).await;
+#[tokio::test]
+async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_exits_0() {
+    let (db, sync_id) = sigterm_during_a_slow_sync(1).await;
+
+    let status = db
+        .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
+        .await;
     assert_eq!(status, "interrupted");
     assert_eq!(
         db.count(&format!(
@@ -489,31 +490,21 @@ async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_e
         .await,
         1
     );
-    let openrouter = text(
-        &db,
-        &format!("SELECT status FROM model_sync_sources WHERE sync_id = {sync_id} AND source = 'openrouter'"),
-    )
-    .await;
+    let openrouter = db
+        .text(&format!(
+            "SELECT status FROM model_sync_sources WHERE sync_id = {sync_id} AND source = 'openrouter'"
+        ))
+        .await;
     assert_eq!(openrouter, "failed", "the source cut short is not a success");
 }
 
 #[tokio::test]
 async fn sigterm_within_the_grace_period_lets_the_running_sync_finish() {
-    let db = TestDb::create().await;
-    let server = FixtureServer::start().await;
-    let env = worker_env(&db, &server)
-        .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", "20")
-        .source("openrouter", "base_url", &server.base_url("slow"));
-    let mut worker = Worker::start(&env).await;
+    let (db, sync_id) = sigterm_during_a_slow_sync(20).await;
 
-    let (status, body) = worker.force_sync(None).await;
-    assert_eq!(status, 202, "{body}");
-    let sync_id = body["sync_id"].as_i64().expect("a sync id");
-    worker.signal(Signal::SIGTERM);
-    let code = worker.exit_code_within(Duration::from_secs(20 + 10)).await;
-    assert_eq!(code, 0, "a clean stop");
-
-    let status = text(&db, &format!("SELECT status FROM model_syncs WHERE id = {sync_id}")).await;
+    let status = db
+        .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
+        .await;
     assert_eq!(status, "success", "the sync finished within the grace period");
     assert_eq!(
         db.count(&format!(

@@ -14,15 +14,6 @@ async fn rows(db: &TestDb, sync_id: i64, source: &str) -> i64 {
     .await
 }
 
-async fn text(db: &TestDb, sql: &str) -> String {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
 #[tokio::test]
 async fn all_four_sources_are_stored_exactly_and_each_sync_is_a_new_snapshot() {
     let db = TestDb::create().await;
@@ -35,10 +26,7 @@ async fn all_four_sources_are_stored_exactly_and_each_sync_is_a_new_snapshot() {
         assert!(first.stdout.contains(source), "summary lists {source}: {first:?}");
         assert_eq!(rows(&db, 1, source).await, fixture_records(source), "rows of {source}");
     }
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "success"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "success");
     assert_eq!(db.count("SELECT count(*) FROM model_rejects").await, 0);
     let summed = db.count("SELECT models_stored FROM model_syncs WHERE id = 1").await;
     assert_eq!(summed, SOURCES.iter().map(|s| fixture_records(s)).sum::<i64>());
@@ -48,13 +36,13 @@ async fn all_four_sources_are_stored_exactly_and_each_sync_is_a_new_snapshot() {
     assert_eq!(source_rows, 4);
 
     // Exact money: OpenRouter per-token strings become per-million numerics without rounding.
-    let exact = text(
-        &db,
-        "SELECT input_price_per_mtok::text || ' ' || output_price_per_mtok::text || ' ' ||
+    let exact = db
+        .text(
+            "SELECT input_price_per_mtok::text || ' ' || output_price_per_mtok::text || ' ' ||
                 cache_read_price_per_mtok::text || ' ' || cache_write_price_per_mtok::text
            FROM model_snapshots WHERE source = 'openrouter' AND model_id = 'anthropic/claude-opus-4.7-fast'",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(exact, "30 150 3 37.5");
     // "-1" means a variable price: NULL in the column, kept in the raw record.
     let variable = db
@@ -65,30 +53,28 @@ async fn all_four_sources_are_stored_exactly_and_each_sync_is_a_new_snapshot() {
         .await;
     assert_eq!(variable, 3);
     // models.dev ids may contain '/', prices are already per million.
-    let models_dev = text(
-        &db,
-        "SELECT provider || ' ' || input_price_per_mtok::text || ' ' || output_price_per_mtok::text
+    let models_dev = db
+        .text(
+            "SELECT provider || ' ' || input_price_per_mtok::text || ' ' || output_price_per_mtok::text
            FROM model_snapshots WHERE source = 'models_dev' AND model_id = 'MiniMax-M1' AND provider = '302ai'",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(models_dev, "302ai 0.132 1.254");
     let with_slash = db
         .count("SELECT count(*) FROM model_snapshots WHERE source = 'models_dev' AND model_id LIKE '%/%'")
         .await;
     assert!(with_slash > 1000, "{with_slash}");
     // The raw record is kept whole.
-    let raw = text(
-        &db,
-        "SELECT data->>'canonical_slug' FROM model_snapshots WHERE source = 'openrouter' AND model_id = 'anthropic/claude-opus-4.7-fast'",
+    let raw = db.text("SELECT data->>'canonical_slug' FROM model_snapshots WHERE source = 'openrouter' AND model_id = 'anthropic/claude-opus-4.7-fast'",
     )
     .await;
     assert_eq!(raw, "anthropic/claude-4.7-opus-fast-20260512");
-    let intelligence = text(
-        &db,
-        "SELECT intelligence_index::text FROM model_snapshots WHERE source = 'artificial_analysis'
+    let intelligence = db
+        .text(
+            "SELECT intelligence_index::text FROM model_snapshots WHERE source = 'artificial_analysis'
            AND model_id = '49e70a38-4ac1-4659-b490-09b2c7ff21d6'",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(intelligence, "5.1");
 
     let second = env.run(&["sync"]).await;
@@ -144,9 +130,7 @@ async fn hugging_face_follows_link_pages_and_honours_max_models() {
         ))
         .await;
     assert_eq!(found, 1);
-    let skipped = text(
-        &db,
-        "SELECT status || ': ' || error FROM model_sync_sources WHERE sync_id = 1 AND source = 'artificial_analysis'",
+    let skipped = db.text("SELECT status || ': ' || error FROM model_sync_sources WHERE sync_id = 1 AND source = 'artificial_analysis'",
     )
     .await;
     assert_eq!(skipped, "skipped: no ARTIFICIAL_ANALYSIS_API_KEY set");
@@ -176,22 +160,17 @@ async fn a_failing_source_fails_alone_and_the_others_are_stored() {
         .source("models_dev", "base_url", &server.base_url("garbage"));
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 1, "partial → exit 1: {run:?}");
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "partial"
-    );
-    let openrouter = text(
-        &db,
-        "SELECT status || ' ' || http_requests || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'",
-    )
-    .await;
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "partial");
+    let openrouter = db
+        .text(
+            "SELECT status || ' ' || http_requests || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'",
+        )
+        .await;
     assert!(openrouter.starts_with("failed 3 "), "{openrouter}");
     assert!(openrouter.contains("500"), "{openrouter}");
-    let models_dev = text(
-        &db,
-        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'models_dev'",
-    )
-    .await;
+    let models_dev = db
+        .text("SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'models_dev'")
+        .await;
     assert!(
         models_dev.starts_with("failed ") && models_dev.contains("not valid JSON"),
         "{models_dev}"
@@ -210,7 +189,7 @@ async fn a_failing_source_fails_alone_and_the_others_are_stored() {
         .source("artificial_analysis", "base_url", &server.base_url("status404"));
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 2, "{run:?}");
-    assert_eq!(text(&db, "SELECT status FROM model_syncs WHERE id = 2").await, "failed");
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "failed");
 }
 
 #[tokio::test]
@@ -279,13 +258,10 @@ async fn a_sync_left_running_by_a_killed_process_becomes_interrupted() {
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        db.text("SELECT status FROM model_syncs WHERE id = 1").await,
         "interrupted"
     );
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 2").await,
-        "success"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
 }
 
 #[tokio::test]
@@ -334,10 +310,7 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
     assert!(!status.success());
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "running"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "running");
     // Whatever was committed is whole: every committed source has all of its rows or none.
     let openrouter = rows(&db, 1, "openrouter").await;
     assert!(
@@ -348,7 +321,7 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
     let next = BinaryEnv::new(&db, &server).run(&["sync"]).await;
     assert_eq!(next.code, 0, "{next:?}");
     assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+        db.text("SELECT status FROM model_syncs WHERE id = 1").await,
         "interrupted"
     );
     assert_eq!(
@@ -356,10 +329,7 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
             .await,
         0
     );
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 2").await,
-        "success"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
 }
 
 #[tokio::test]
@@ -412,10 +382,7 @@ async fn restart_postgres_during_a_sync(immediate: bool) {
         "the outage was not seen: {context}"
     );
     assert_exact_and_unique(&db, 1, &context).await;
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "success"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "success");
     restarted.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -455,11 +422,12 @@ async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantin
     );
     assert_eq!(db.count("SELECT count(*) FROM model_snapshots").await, 3);
     assert_eq!(
-        text(&db, "SELECT data::text FROM model_snapshots WHERE model_id = 'a'").await,
+        db.text("SELECT data::text FROM model_snapshots WHERE model_id = 'a'")
+            .await,
         r#"{"id": "acme/a"}"#
     );
     assert_eq!(
-        text(&db, "SELECT reason || ' ' || raw FROM model_rejects").await,
+        db.text("SELECT reason || ' ' || raw FROM model_rejects").await,
         r#"duplicate_id {"id": "acme/a", "changed": true}"#
     );
 }
@@ -502,7 +470,7 @@ async fn crashed_actors_are_restarted_and_nothing_is_lost_or_doubled() {
         );
         assert!(run.stderr.contains("restarting"), "{faults}: {run:?}");
         assert_eq!(
-            text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
+            db.text("SELECT status FROM model_syncs WHERE id = 1").await,
             "success",
             "{faults}"
         );
@@ -519,20 +487,15 @@ async fn an_actor_that_keeps_crashing_fails_its_source_only() {
         .set("MODEL_LENS_FAULTS", "fetcher_page:huggingface=always");
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 1, "{run:?}");
-    let error = text(
-        &db,
-        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'huggingface'",
-    )
-    .await;
+    let error = db
+        .text("SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'huggingface'")
+        .await;
     assert!(
         error.starts_with("failed the fetcher crashed 4 times within 60s"),
         "{error}"
     );
     assert_eq!(rows(&db, 1, "openrouter").await, fixture_records("openrouter"));
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "partial"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "partial");
 }
 
 #[tokio::test]
@@ -566,10 +529,7 @@ async fn backends_terminated_in_the_middle_of_a_sync_are_replaced_and_nothing_is
     let (output, ()) = tokio::join!(child, fault);
     let run = common::RunOutput::from(output.unwrap());
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(
-        text(&db, "SELECT status FROM model_syncs WHERE id = 1").await,
-        "success"
-    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "success");
     assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
 }
 
@@ -608,11 +568,9 @@ async fn a_parser_panic_fails_its_source_and_nothing_else() {
     let env = BinaryEnv::new(&db, &server).set("MODEL_LENS_FAULTS", "parser:openrouter");
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 1, "{run:?}");
-    let error = text(
-        &db,
-        "SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'",
-    )
-    .await;
+    let error = db
+        .text("SELECT status || ' ' || error FROM model_sync_sources WHERE source = 'openrouter'")
+        .await;
     assert!(
         error.starts_with("failed page 1: the openrouter parser crashed: injected fault"),
         "{error}"

@@ -97,6 +97,16 @@ impl TestDb {
         client.query_one(sql, &[]).await.ok().map(|row| row.get(0))
     }
 
+    /// Runs a query returning one text.
+    pub async fn text(&self, sql: &str) -> String {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// Runs a query returning one bigint.
     pub async fn count(&self, sql: &str) -> i64 {
         self.client()
