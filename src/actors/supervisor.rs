@@ -467,7 +467,7 @@ async fn spawn_writer(
     state: &mut SupervisorState,
     sync_id: i64,
 ) -> Result<(), String> {
-    let run = state.running.as_mut().expect("a sync is running");
+    let run = state.running.as_mut().ok_or("no sync is running")?;
     let writer_args = WriterArgs {
         sync_id,
         synced_at: run.started_at,
@@ -479,7 +479,7 @@ async fn spawn_writer(
         .await
         .map_err(|error| format!("the writer did not start: {error}"))?;
     state.children.insert(writer.get_id(), (sync_id, ChildRole::Writer));
-    state.running.as_mut().expect("a sync is running").writer = Some(writer);
+    state.running.as_mut().ok_or("no sync is running")?.writer = Some(writer);
     Ok(())
 }
 
@@ -493,7 +493,7 @@ async fn spawn_source(
     generation: u32,
     start: Option<FetchPosition>,
 ) -> Result<(), String> {
-    let run = state.running.as_ref().expect("a sync is running");
+    let run = state.running.as_ref().ok_or("no sync is running")?;
     let writer = run.writer.clone().ok_or("the writer is not running")?;
     let gate = run
         .gates
@@ -521,8 +521,11 @@ async fn spawn_source(
         generation,
         start,
     };
-    let run = state.running.as_mut().expect("a sync is running");
-    let progress = run.sources.get_mut(&source).expect("every source has a run");
+    let run = state.running.as_mut().ok_or("no sync is running")?;
+    let progress = run
+        .sources
+        .get_mut(&source)
+        .ok_or("the source is not part of this sync")?;
     progress.transformer = Some(transformer);
     let (fetcher, _) = Actor::spawn_linked(None, Fetcher, fetcher_args, myself.get_cell())
         .await
@@ -530,8 +533,11 @@ async fn spawn_source(
     state
         .children
         .insert(fetcher.get_id(), (sync_id, ChildRole::Fetcher(source, generation)));
-    let run = state.running.as_mut().expect("a sync is running");
-    run.sources.get_mut(&source).expect("every source has a run").fetcher = Some(fetcher);
+    let run = state.running.as_mut().ok_or("no sync is running")?;
+    run.sources
+        .get_mut(&source)
+        .ok_or("the source is not part of this sync")?
+        .fetcher = Some(fetcher);
     Ok(())
 }
 
