@@ -91,26 +91,30 @@ impl Actor for Transformer {
 
 /// A key listed twice in one page: the first record wins, the others are quarantined (with
 /// their raw text) so nothing is silently lost and the batch never conflicts with itself.
+/// Keys are borrowed, not copied: this runs for every record of every page.
 fn quarantine_duplicates(page: &mut ParsedPage) {
-    let mut seen: HashSet<(String, String)> = HashSet::with_capacity(page.models.len());
-    let mut kept = Vec::with_capacity(page.models.len());
-    for model in page.models.drain(..) {
-        if seen.insert((model.provider.clone(), model.model_id.clone())) {
-            kept.push(model);
-        } else {
-            page.rejects.push(Reject {
-                source: model.source,
-                reason: RejectReason::DuplicateId,
-                detail: format!(
-                    "{}/{} appears more than once in the same page",
-                    model.provider, model.model_id
-                ),
-                model_id: Some(model.model_id),
-                raw: model.raw,
-            });
-        }
+    let duplicates: Vec<usize> = {
+        let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(page.models.len());
+        page.models
+            .iter()
+            .enumerate()
+            .filter(|(_, model)| !seen.insert((model.provider.as_str(), model.model_id.as_str())))
+            .map(|(index, _)| index)
+            .collect()
+    };
+    for index in duplicates.into_iter().rev() {
+        let model = page.models.remove(index);
+        page.rejects.push(Reject {
+            source: model.source,
+            reason: RejectReason::DuplicateId,
+            detail: format!(
+                "{}/{} appears more than once in the same page",
+                model.provider, model.model_id
+            ),
+            model_id: Some(model.model_id),
+            raw: model.raw,
+        });
     }
-    page.models = kept;
 }
 
 /// The first `max` items of a top-level JSON array, as a JSON array (the last page of a listing
@@ -143,5 +147,27 @@ fn panic_message(error: tokio::task::JoinError) -> String {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic with a non-text payload".into()),
         Err(error) => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Model, Source};
+
+    #[test]
+    fn the_first_of_a_key_listed_twice_wins_and_the_others_are_quarantined() {
+        let model = |id: &str, raw: &str| Model::new(Source::HuggingFace, "org".into(), id.into(), raw.into());
+        let mut page = ParsedPage {
+            models: vec![model("a", "1"), model("b", "2"), model("a", "3"), model("a", "4")],
+            rejects: Vec::new(),
+        };
+        quarantine_duplicates(&mut page);
+        let kept: Vec<&str> = page.models.iter().map(|m| m.raw.as_str()).collect();
+        assert_eq!(kept, ["1", "2"]);
+        let mut quarantined: Vec<&str> = page.rejects.iter().map(|r| r.raw.as_str()).collect();
+        quarantined.sort();
+        assert_eq!(quarantined, ["3", "4"]);
+        assert!(page.rejects.iter().all(|r| r.reason == RejectReason::DuplicateId));
     }
 }
