@@ -142,6 +142,13 @@ impl Worker {
     }
 
     /// `GET /api/admin/sync-models`, which must answer 200 with JSON.
+    /// Forces a sync that must be accepted (202); returns its id.
+    async fn start_sync(&self, token: Option<&str>) -> i64 {
+        let (status, body) = self.force_sync(token).await;
+        assert_eq!(status, 202, "{body}");
+        body["sync_id"].as_i64().expect("a sync id")
+    }
+
     async fn history(&self, token: Option<&str>) -> Value {
         let (status, text) = self.get("/api/admin/sync-models?limit=10", token).await;
         assert_eq!(status, 200, "{text}");
@@ -350,9 +357,7 @@ async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
     let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
     let worker = Worker::start(&env).await;
 
-    let (status, body) = worker.force_sync(None).await;
-    assert_eq!(status, 202, "{body}");
-    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    let sync_id = worker.start_sync(None).await;
 
     let (status, body) = worker.force_sync(None).await;
     assert_eq!(status, 409, "{body}");
@@ -466,9 +471,7 @@ async fn sigterm_during_a_slow_sync(grace_secs: u64) -> (TestDb, i64) {
         .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", &grace_secs.to_string())
         .source("openrouter", "base_url", &server.base_url("slow"));
     let mut worker = Worker::start(&env).await;
-    let (status, body) = worker.force_sync(None).await;
-    assert_eq!(status, 202, "{body}");
-    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    let sync_id = worker.start_sync(None).await;
     worker.signal(Signal::SIGTERM);
     let code = worker.exit_code_within(Duration::from_secs(grace_secs + 10)).await;
     assert_eq!(code, 0, "a clean stop");
@@ -706,9 +709,7 @@ async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
     let first = Worker::start(&env).await;
     let second = Worker::start(&env).await;
 
-    let (status, body) = first.force_sync(None).await;
-    assert_eq!(status, 202, "{body}");
-    let sync_id = body["sync_id"].as_i64().expect("a sync id");
+    let sync_id = first.start_sync(None).await;
     // The other replica does not know of the sync in memory; the advisory lock stops it, and it
     // names the running sync from the database.
     let (status, body) = second.force_sync(None).await;

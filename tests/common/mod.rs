@@ -97,8 +97,8 @@ impl TestDb {
         client.query_one(sql, &[]).await.ok().map(|row| row.get(0))
     }
 
-    /// Runs a query returning one text.
-    pub async fn text(&self, sql: &str) -> String {
+    /// Runs a query returning one value.
+    pub async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
         self.client()
             .await
             .query_one(sql, &[])
@@ -107,14 +107,14 @@ impl TestDb {
             .get(0)
     }
 
+    /// Runs a query returning one text.
+    pub async fn text(&self, sql: &str) -> String {
+        self.scalar(sql).await
+    }
+
     /// Runs a query returning one bigint.
     pub async fn count(&self, sql: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
+        self.scalar(sql).await
     }
 }
 
