@@ -78,6 +78,16 @@ pub struct Model {
     pub downloads: Option<i64>,
     pub likes: Option<i64>,
     pub intelligence_index: Option<Decimal>,
+    /// Long-context prices (DESIGN.md §9), sorted by `min_context_tokens`; `None` when the
+    /// source states none. Stored as `price_tiers jsonb` with decimal strings.
+    pub price_tiers: Option<Vec<PriceTier>>,
+    /// The source's lifecycle flag (models.dev `alpha`, `beta`, `deprecated`).
+    pub status: Option<String>,
+    /// The day the source says the model goes away (OpenRouter `expiration_date`).
+    pub expires_on: Option<NaiveDate>,
+    /// The Artificial Analysis index methodology the `intelligence_index` was computed with;
+    /// scores of different versions are not comparable.
+    pub intelligence_index_version: Option<String>,
     /// The source record exactly as served (JSON text), stored as `data jsonb`.
     #[serde(skip)]
     pub raw: String,
@@ -106,8 +116,19 @@ impl Model {
             downloads: None,
             likes: None,
             intelligence_index: None,
+            price_tiers: None,
+            status: None,
+            expires_on: None,
+            intelligence_index_version: None,
             raw,
         }
+    }
+
+    /// `price_tiers` as the JSON text stored in `price_tiers jsonb` (prices as decimal strings).
+    pub fn price_tiers_json(&self) -> Option<String> {
+        self.price_tiers
+            .as_ref()
+            .map(|tiers| serde_json::to_string(tiers).expect("price tiers always serialize: strings and integers only"))
     }
 
     /// A stable fingerprint of the raw record: equal hashes across syncs mean the source said
@@ -118,6 +139,21 @@ impl Model {
         out.copy_from_slice(&digest.as_bytes()[..16]);
         out
     }
+}
+
+/// The prices that apply from `min_context_tokens` prompt tokens on (DESIGN.md §9), in USD per
+/// million tokens. A key the source does not state is absent from the JSON, not zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PriceTier {
+    pub min_context_tokens: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<Decimal>,
 }
 
 /// Why a record did not become a row. The string form is a bounded metric label and the

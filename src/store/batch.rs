@@ -22,9 +22,9 @@ const SNAPSHOT_COLUMNS: &str = "sync_id, source, provider, model_id, name, conte
     max_output_tokens, input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok, \
     cache_write_price_per_mtok, input_modalities, output_modalities, supports_tools, \
     supports_reasoning, open_weights, release_date, downloads, likes, intelligence_index, data, \
-    content_hash, synced_at";
+    content_hash, synced_at, price_tiers, status, expires_on, intelligence_index_version";
 
-const SNAPSHOT_TYPES: [Type; 23] = [
+const SNAPSHOT_TYPES: [Type; 27] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -48,6 +48,10 @@ const SNAPSHOT_TYPES: [Type; 23] = [
     Type::JSONB,
     Type::BYTEA,
     Type::TIMESTAMPTZ,
+    Type::JSONB,
+    Type::TEXT,
+    Type::DATE,
+    Type::TEXT,
 ];
 
 /// JSON text sent as `jsonb` without re-serializing it (binary jsonb is a version byte + text).
@@ -230,6 +234,7 @@ async fn copy_rows(
     pin_mut!(writer);
     for model in models {
         let hash = model.content_hash();
+        let price_tiers = model.price_tiers_json();
         writer
             .as_mut()
             .write(&[
@@ -256,6 +261,10 @@ async fn copy_rows(
                 &JsonText(&model.raw),
                 &&hash[..],
                 &synced_at,
+                &price_tiers.as_deref().map(JsonText),
+                &model.status,
+                &model.expires_on,
+                &model.intelligence_index_version,
             ])
             .await?;
     }

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_snapshots_without_fk.sql",
         sql: include_str!("../../sql/0002_snapshots_without_fk.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_sources_2026.sql",
+        sql: include_str!("../../sql/0003_sources_2026.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {
