@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod catalog;
 mod probes;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(probes::health_report))
         .route("/metrics", get(probes::metrics))
         .merge(admin)
+        .merge(catalog::routes(state.clone()))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

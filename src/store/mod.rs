@@ -2,6 +2,7 @@
 //! sync bookkeeping queries and the batch write.
 
 pub mod batch;
+pub mod catalog;
 pub mod embedded;
 pub mod migrations;
 pub mod pool;
