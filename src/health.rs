@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::HealthConfig;
-use crate::store::{Database, StoreError};
+use crate::store::{catalog, Database, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +50,10 @@ pub struct HealthFacts {
     pub last_success: Option<LastSuccess>,
     /// Statuses of the most recent finished syncs, newest first.
     pub recent_statuses: Vec<String>,
+    /// Models in the current catalog (every source's latest success). With one-source syncs
+    /// (`sync --source`) the last success may hold one small source; the catalog is what the
+    /// `min_expected_models` floor is about.
+    pub catalog_models: Option<i64>,
 }
 
 impl Default for HealthFacts {
@@ -58,6 +62,7 @@ impl Default for HealthFacts {
             database: Ok(()),
             last_success: None,
             recent_statuses: Vec::new(),
+            catalog_models: None,
         }
     }
 }
@@ -118,14 +123,14 @@ pub fn evaluate(facts: &HealthFacts, thresholds: &HealthConfig, now: DateTime<Ut
                     HealthStatus::Critical,
                     format!("sync {} succeeded", last.sync_id),
                 );
-                let enough = last.models_stored >= thresholds.min_expected_models;
+                let models = facts.catalog_models.unwrap_or(last.models_stored);
                 check(
                     "models_stored",
-                    enough,
+                    models >= thresholds.min_expected_models,
                     HealthStatus::Critical,
                     format!(
-                        "the last successful sync stored {} models (minimum {})",
-                        last.models_stored, thresholds.min_expected_models
+                        "the current catalog holds {models} models (minimum {}); the last successful sync stored {}",
+                        thresholds.min_expected_models, last.models_stored
                     ),
                 );
                 let age_hours = (now - last.finished_at).num_seconds() as f64 / 3600.0;
@@ -213,6 +218,13 @@ async fn read_facts(database: &Database, thresholds: &HealthConfig) -> Result<He
             models_stored: row.get(2),
         }),
         recent_statuses: recent.iter().map(|row| row.get(0)).collect(),
+        catalog_models: Some(
+            catalog::source_sizes(database)
+                .await?
+                .iter()
+                .map(|source| source.models)
+                .sum(),
+        ),
     })
 }
 
@@ -261,6 +273,7 @@ mod tests {
                 models_stored: stored,
             }),
             recent_statuses: recent.iter().map(|s| s.to_string()).collect(),
+            catalog_models: None,
         }
     }
 
@@ -285,6 +298,17 @@ mod tests {
             evaluate(&facts(1, 500, &flaky), &thresholds, now).status,
             HealthStatus::Warning
         );
+        // One small source synced alone: the catalog, not that sync, is what must be big enough.
+        let one_source = HealthFacts {
+            catalog_models: Some(5000),
+            ..facts(1, 12, &["success"])
+        };
+        assert_eq!(evaluate(&one_source, &thresholds, now).status, HealthStatus::Healthy);
+        let shrunk = HealthFacts {
+            catalog_models: Some(40),
+            ..facts(1, 5000, &["success"])
+        };
+        assert_eq!(evaluate(&shrunk, &thresholds, now).status, HealthStatus::Critical);
         let never = HealthFacts {
             database: Ok(()),
             ..HealthFacts::default()

@@ -45,6 +45,52 @@ impl Source {
     pub fn parse(name: &str) -> Option<Source> {
         Source::ALL.into_iter().find(|source| source.as_str() == name)
     }
+
+    /// Like [`Source::parse`], with an error that lists the valid names.
+    pub fn from_name(name: &str) -> Result<Source, UnknownSource> {
+        Source::parse(name).ok_or_else(|| UnknownSource(name.to_string()))
+    }
+}
+
+/// A source name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown source {0:?}; valid sources: models_dev, openrouter, huggingface, artificial_analysis")]
+pub struct UnknownSource(pub String);
+
+/// Which sources a sync fetches. The others are `skipped` in that sync and keep their current
+/// state (a failed source can be retried alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSelection(Option<std::collections::BTreeSet<Source>>);
+
+impl SourceSelection {
+    /// Every source (what schedules and plain triggers do).
+    pub fn all() -> SourceSelection {
+        SourceSelection(None)
+    }
+
+    /// Only the named sources; names may also be comma-separated (`models_dev,openrouter`).
+    /// No names at all means every source.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<SourceSelection, UnknownSource> {
+        let mut chosen = std::collections::BTreeSet::new();
+        for name in names.iter().flat_map(|names| names.as_ref().split(',')) {
+            let name = name.trim();
+            if !name.is_empty() {
+                chosen.insert(Source::from_name(name)?);
+            }
+        }
+        Ok(SourceSelection((!chosen.is_empty()).then_some(chosen)))
+    }
+
+    pub fn includes(&self, source: Source) -> bool {
+        self.0.as_ref().is_none_or(|chosen| chosen.contains(&source))
+    }
+
+    /// The chosen names, or `None` for every source.
+    pub fn names(&self) -> Option<Vec<&'static str>> {
+        self.0
+            .as_ref()
+            .map(|chosen| chosen.iter().map(|source| source.as_str()).collect())
+    }
 }
 
 impl fmt::Display for Source {
@@ -228,5 +274,23 @@ impl ParsedPage {
     /// Records seen in the payload: every one becomes a model or a reject.
     pub fn records(&self) -> usize {
         self.models.len() + self.rejects.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_names_valid_sources_or_says_which_are_valid() {
+        let all = SourceSelection::from_names::<&str>(&[]).unwrap();
+        assert_eq!(all, SourceSelection::all());
+        assert!(Source::ALL.into_iter().all(|source| all.includes(source)));
+        let two = SourceSelection::from_names(&["openrouter", "huggingface,openrouter"]).unwrap();
+        assert!(two.includes(Source::OpenRouter) && two.includes(Source::HuggingFace));
+        assert!(!two.includes(Source::ModelsDev));
+        assert_eq!(two.names(), Some(vec!["openrouter", "huggingface"]));
+        let error = SourceSelection::from_names(&["hf"]).unwrap_err().to_string();
+        assert!(error.contains("\"hf\"") && error.contains("huggingface"), "{error}");
     }
 }

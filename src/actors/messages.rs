@@ -4,7 +4,7 @@ use bytes::Bytes;
 use ractor::RpcReplyPort;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::model::{Model, Reject, Source};
+use crate::model::{Model, Reject, Source, SourceSelection};
 use crate::report::{SyncReport, Trigger};
 use crate::store::batch::BatchOutcome;
 
@@ -66,6 +66,8 @@ pub enum SupervisorMsg {
     /// Start a sync now unless one runs (`ForceSync` of DESIGN.md).
     ForceSync {
         trigger: Trigger,
+        /// The sources to fetch; the others are `skipped` in this sync.
+        sources: SourceSelection,
         reply: Option<RpcReplyPort<ForceSyncOutcome>>,
     },
     /// The id of the sync running in this process, if any.

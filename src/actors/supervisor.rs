@@ -22,7 +22,7 @@ use crate::actors::restart::RestartBudget;
 use crate::actors::transformer::{Transformer, TransformerArgs};
 use crate::actors::writer::{Writer, WriterArgs};
 use crate::actors::Services;
-use crate::model::Source;
+use crate::model::{Source, SourceSelection};
 use crate::report::{SourceReport, SourceStatus, SyncReport, SyncStatus, Trigger};
 use crate::store::batch::BatchOutcome;
 use crate::store::syncs::{self, SyncLock};
@@ -34,11 +34,17 @@ type Timer = JoinHandle<Result<(), ractor::MessagingErr<SupervisorMsg>>>;
 
 /// Asks the supervisor for a sync (`ForceSync`) and waits for its answer, at most `timeout`.
 /// A supervisor that does not answer in time is reported as `Failed`.
-pub async fn force_sync(supervisor: &ActorRef<SupervisorMsg>, trigger: Trigger, timeout: Duration) -> ForceSyncOutcome {
+pub async fn force_sync(
+    supervisor: &ActorRef<SupervisorMsg>,
+    trigger: Trigger,
+    sources: SourceSelection,
+    timeout: Duration,
+) -> ForceSyncOutcome {
     let call = supervisor
         .call(
             |reply| SupervisorMsg::ForceSync {
                 trigger,
+                sources,
                 reply: Some(reply),
             },
             Some(timeout),
@@ -186,8 +192,12 @@ impl Actor for Supervisor {
 
 async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, state: &mut SupervisorState) {
     match message {
-        SupervisorMsg::ForceSync { trigger, reply } => {
-            let outcome = start_sync(myself, state, trigger).await;
+        SupervisorMsg::ForceSync {
+            trigger,
+            sources,
+            reply,
+        } => {
+            let outcome = start_sync(myself, state, trigger, &sources).await;
             if let ForceSyncOutcome::Failed(error) = &outcome {
                 tracing::error!(%error, "could not start a sync");
             }
@@ -342,7 +352,11 @@ fn source_run(state: &mut SupervisorState, key: PageKey) -> Option<&mut SourceRu
 }
 
 /// Why a source will not run this time, if it will not.
-fn skip_reason(state: &SupervisorState, source: Source) -> Option<String> {
+fn skip_reason(state: &SupervisorState, source: Source, selection: &SourceSelection) -> Option<String> {
+    if !selection.includes(source) {
+        let chosen = selection.names().unwrap_or_default().join(", ");
+        return Some(format!("not selected (this sync fetches only {chosen})"));
+    }
     let config = state.services.config.sources.get(source);
     if !config.enabled {
         return Some(format!("disabled (sources.{source}.enabled = false)"));
@@ -357,6 +371,7 @@ async fn start_sync(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     trigger: Trigger,
+    selection: &SourceSelection,
 ) -> ForceSyncOutcome {
     if let Some(run) = &state.running {
         return ForceSyncOutcome::AlreadyRunning(Some(run.id));
@@ -376,7 +391,7 @@ async fn start_sync(
     };
     let plan: Vec<(Source, SourceStatus, Option<String>)> = Source::ALL
         .into_iter()
-        .map(|source| match skip_reason(state, source) {
+        .map(|source| match skip_reason(state, source, selection) {
             Some(reason) => (source, SourceStatus::Skipped, Some(reason)),
             None => (source, SourceStatus::Running, None),
         })
@@ -388,8 +403,9 @@ async fn start_sync(
             return ForceSyncOutcome::Failed(error.to_string());
         }
     };
-    tracing::info!(sync_id, trigger = trigger.as_str(), "sync started");
+    tracing::info!(sync_id, trigger = trigger.as_str(), sources = ?selection.names(), "sync started");
     telemetry::sync_started();
+    state.services.progress.begin(sync_id, &plan);
 
     let config = state.services.config.clone();
     let gates: HashMap<Source, Arc<Semaphore>> = plan
@@ -799,11 +815,13 @@ async fn complete_finished_sources(state: &mut SupervisorState, sync_id: i64) {
 /// Records a source's end (status and the counts known so far; `finalize` recounts).
 async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source) {
     let database = state.services.database.clone();
+    let live = state.services.progress.clone();
     let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
         return;
     };
     progress.done = true;
     progress.report.duration_ms = Some(progress.started.elapsed().as_millis() as i64);
+    live.finish(source, progress.report.status);
     tracing::info!(
         %source,
         status = progress.report.status.as_str(),

@@ -1,13 +1,24 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::model::SourceSelection;
 
 /// Exit 0 accepted, 1 a sync is already running, 2 anything else.
-pub async fn run(config: Config, url: Option<String>) -> anyhow::Result<i32> {
+pub async fn run(config: Config, url: Option<String>, sources: &[String]) -> anyhow::Result<i32> {
+    let selection = match SourceSelection::from_names(sources) {
+        Ok(selection) => selection,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(2);
+        }
+    };
     let base = url.unwrap_or_else(|| format!("http://{}", config.http.listen));
     let endpoint = format!("{}/api/admin/sync-models", base.trim_end_matches('/'));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let mut request = client.post(&endpoint);
+    let names = selection.names().unwrap_or_default();
+    let mut request = client
+        .post(&endpoint)
+        .query(&names.iter().map(|name| ("source", *name)).collect::<Vec<_>>());
     if !config.http.admin_token.is_empty() {
         request = request.bearer_auth(config.http.admin_token.expose());
     }

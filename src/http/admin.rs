@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
 use crate::actors::supervisor;
 use crate::http::AppState;
+use crate::model::SourceSelection;
 use crate::report::Trigger;
 use crate::store::syncs;
 
@@ -42,7 +43,23 @@ pub async fn list_syncs(State(state): State<AppState>, Query(query): Query<Histo
     }
 }
 
-pub async fn force_sync(State(state): State<AppState>) -> Response {
+/// `?source=S` (repeatable, or comma-separated) syncs only those sources.
+fn selection(pairs: Vec<(String, String)>) -> Result<SourceSelection, String> {
+    let mut names = Vec::new();
+    for (name, value) in pairs {
+        if name != "source" {
+            return Err(format!("unknown parameter {name:?}; valid: source"));
+        }
+        names.push(value);
+    }
+    SourceSelection::from_names(&names).map_err(|error| error.to_string())
+}
+
+pub async fn force_sync(State(state): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+    let sources = match selection(pairs) {
+        Ok(sources) => sources,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    };
     if !state.is_started() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,10 +67,11 @@ pub async fn force_sync(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match supervisor::force_sync(&state.supervisor, Trigger::Manual, Duration::from_secs(20)).await {
+    let names = sources.names();
+    match supervisor::force_sync(&state.supervisor, Trigger::Manual, sources, Duration::from_secs(20)).await {
         ForceSyncOutcome::Started(sync_id) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "sync_id": sync_id, "status": "started" })),
+            Json(json!({ "sync_id": sync_id, "status": "started", "sources": names })),
         )
             .into_response(),
         ForceSyncOutcome::AlreadyRunning(sync_id) => (
