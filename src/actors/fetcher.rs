@@ -16,6 +16,7 @@ use crate::actors::Services;
 use crate::config::SourceConfig;
 use crate::fetch::HttpFetcher;
 use crate::model::Source;
+use crate::progress::SyncProgress;
 use crate::sources::huggingface;
 use crate::telemetry;
 
@@ -50,6 +51,7 @@ pub struct FetcherState {
     /// Models still wanted when `max_models` bounds the listing.
     remaining_models: Option<u64>,
     started: Instant,
+    progress: Arc<SyncProgress>,
 }
 
 /// The URL of a source's first (for most sources, only) page.
@@ -103,6 +105,11 @@ impl Actor for Fetcher {
             remaining_models: (args.source == Source::HuggingFace && config.max_models > 0)
                 .then_some(config.max_models),
         });
+        if let Some(max_models) =
+            (args.source == Source::HuggingFace && config.max_models > 0).then_some(config.max_models)
+        {
+            args.services.progress.set_total(args.source, max_models);
+        }
         // Start in the message loop, not here: pre_start must stay free of network I/O.
         myself.cast(FetcherMsg::FetchNext)?;
         Ok(FetcherState {
@@ -119,6 +126,7 @@ impl Actor for Fetcher {
             pages: start.page_no - 1,
             seen_urls: HashSet::new(),
             started: Instant::now(),
+            progress: args.services.progress.clone(),
         })
     }
 
@@ -197,6 +205,7 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         .map_err(|_| "the sync was stopped".to_string())?;
     let fetched = state.http.get(&url).await.map_err(|error| error.to_string())?;
     state.pages += 1;
+    state.progress.page_fetched(state.source);
 
     let mut max_records = None;
     if let Some(remaining) = state.remaining_models {

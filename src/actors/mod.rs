@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::fetch::DailyBudgets;
+use crate::progress::SyncProgress;
 use crate::store::Database;
 
 /// What every actor of the pipeline may use: shared, read-only or internally synchronized.
@@ -27,4 +28,6 @@ pub struct Services {
     pub database: Database,
     pub config: Arc<Config>,
     pub budgets: Arc<DailyBudgets>,
+    /// Live counters of the running sync (the `sync` command shows them on a terminal).
+    pub progress: Arc<SyncProgress>,
 }

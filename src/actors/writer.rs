@@ -153,9 +153,11 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
             telemetry::writer_batch_committed(rows, started.elapsed());
             for (source, stored) in &outcome.stored {
                 telemetry::models_stored(*source, *stored);
+                state.args.services.progress.records_committed(*source, *stored);
             }
             for ((source, reason), count) in &outcome.rejected {
                 telemetry::models_rejected(*source, *reason, *count);
+                state.args.services.progress.records_committed(*source, *count);
             }
             tracing::debug!(
                 pages = keys.len(),
