@@ -14,8 +14,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let json_logs_by_default = matches!(cli.command, Command::Serve);
-    let _log_guards = match telemetry::init_logging(&config.logging, json_logs_by_default) {
+    let serve = matches!(cli.command, Command::Serve);
+    let defaults = telemetry::LogDefaults {
+        json: serve,
+        quiet_on_terminal: !serve,
+        verbosity: cli.verbose,
+    };
+    let _log_guards = match telemetry::init_logging(&config.logging, defaults) {
         Ok(guards) => guards,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -34,9 +34,10 @@ pub const ACTOR_RESTARTS_TOTAL: &str = "model_lens_actor_restarts_total";
 pub const HEALTH_STATUS: &str = "model_lens_health_status";
 pub const HEALTH_CHECK_OK: &str = "model_lens_health_check_ok";
 pub const DATABASE_UP: &str = "model_lens_database_up";
+pub const REDIS_PUBLISH_TOTAL: &str = "model_lens_redis_publish_total";
 
 /// Every metric name this process exports, for tests and for the dashboard check.
-pub const ALL_METRICS: [&str; 16] = [
+pub const ALL_METRICS: [&str; 17] = [
     SYNC_RUNS_TOTAL,
     SYNC_DURATION_SECONDS,
     LAST_SUCCESSFUL_SYNC_TIMESTAMP_SECONDS,
@@ -53,6 +54,7 @@ pub const ALL_METRICS: [&str; 16] = [
     HEALTH_STATUS,
     HEALTH_CHECK_OK,
     DATABASE_UP,
+    REDIS_PUBLISH_TOTAL,
 ];
 
 /// Sync statuses as labels of `model_lens_sync_runs_total`.
@@ -67,6 +69,8 @@ pub const RETRY_REASONS: [&str; 7] = [
     "status_429",
     "status_5xx",
 ];
+/// Outcomes of `model_lens_redis_publish_total` (one per sync published).
+pub const REDIS_PUBLISH_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
 /// Actor kinds as labels of `model_lens_actor_restarts_total`.
 pub const ACTOR_KINDS: [&str; 4] = ["fetcher", "transformer", "writer", "health"];
 
@@ -140,6 +144,10 @@ fn describe_and_initialize() {
     describe_gauge!(HEALTH_STATUS, "0 healthy, 1 warning, 2 critical.");
     describe_gauge!(HEALTH_CHECK_OK, "1 when a health check passes.");
     describe_gauge!(DATABASE_UP, "1 when PostgreSQL answered the last probe.");
+    describe_counter!(
+        REDIS_PUBLISH_TOTAL,
+        "Publications of the catalog to Redis after a sync, by outcome."
+    );
 
     for status in SYNC_STATUSES {
         counter!(SYNC_RUNS_TOTAL, "status" => status).absolute(0);
@@ -161,6 +169,9 @@ fn describe_and_initialize() {
         }
     }
     gauge!(SYNC_IN_PROGRESS).set(0.0);
+    for outcome in REDIS_PUBLISH_OUTCOMES {
+        counter!(REDIS_PUBLISH_TOTAL, "outcome" => outcome).absolute(0);
+    }
 }
 
 pub fn sync_started() {
@@ -229,24 +240,98 @@ pub fn database_up(up: bool) {
     gauge!(DATABASE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
+/// The catalog of a sync was published to Redis (`success`), or not (`error`, `timeout`).
+pub fn redis_published(outcome: &'static str) {
+    counter!(REDIS_PUBLISH_TOTAL, "outcome" => outcome).increment(1);
+}
+
 /// Keeps the log file writers alive; dropping it flushes them.
 pub struct LogGuards(#[allow(dead_code)] Vec<tracing_appender::non_blocking::WorkerGuard>);
 
-/// Sets up tracing. `default_json` is the format when `logging.format = "auto"` and stdout is
-/// not a terminal (`serve` in a container); commands run by hand print human text.
-pub fn init_logging(config: &LoggingConfig, default_json: bool) -> anyhow::Result<LogGuards> {
+/// How a command wants its logs when nobody said otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogDefaults {
+    /// JSON when `logging.format = "auto"` and stdout is not a terminal (`serve` in a
+    /// container); commands run by hand print human text.
+    pub json: bool,
+    /// Only warnings and errors when stderr is a terminal: a person running `sync` wants the
+    /// progress and the result, not every actor's INFO line.
+    pub quiet_on_terminal: bool,
+    /// `-v` (1: info) or `-vv` (2: debug) on the command line.
+    pub verbosity: u8,
+}
+
+/// The default filter, loudest wins: `DEBUG=*`, then `-v`/`-vv`, then `logging.level`, then
+/// WARN for a command on a terminal, else INFO. (`RUST_LOG`, when set, replaces all of this.)
+fn default_level(defaults: LogDefaults, debug_variable: bool, configured: Option<&str>, terminal: bool) -> String {
+    match (debug_variable, defaults.verbosity, configured) {
+        (true, _, _) | (_, 2.., _) => "model_lens_sync=debug,info".into(),
+        (_, 1, _) => "info".into(),
+        (_, _, Some(level)) => level.into(),
+        _ if defaults.quiet_on_terminal && terminal => "warn".into(),
+        _ => "info".into(),
+    }
+}
+
+/// While a live display draws on stderr (`sync`'s progress lines), log lines are printed
+/// through it, above its lines, instead of tearing them.
+static LIVE_DISPLAY: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+pub fn set_live_display(display: Option<indicatif::MultiProgress>) {
+    if let Ok(mut live) = LIVE_DISPLAY.lock() {
+        *live = display;
+    }
+}
+
+/// Gathers one log line, then writes it to stderr in one piece (through the live display when
+/// there is one).
+struct StderrLine(Vec<u8>);
+
+impl std::io::Write for StderrLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StderrLine {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let live = LIVE_DISPLAY.lock().ok().and_then(|live| live.clone());
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match live {
+            Some(display) => display.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+fn stderr_line() -> StderrLine {
+    StderrLine(Vec::with_capacity(256))
+}
+
+/// Sets up tracing (see [`LogDefaults`]).
+pub fn init_logging(config: &LoggingConfig, defaults: LogDefaults) -> anyhow::Result<LogGuards> {
     let filter = || -> EnvFilter {
         if let Ok(filter) = EnvFilter::try_from_env("RUST_LOG") {
             return filter;
         }
-        let debug_everything = std::env::var("DEBUG").map(|value| value == "*" || value == "1" || value == "true");
-        let level = match (debug_everything, &config.level) {
-            (Ok(true), _) => "model_lens_sync=debug,info".to_string(),
-            (_, Some(level)) => level.clone(),
-            _ => "info".to_string(),
-        };
-        EnvFilter::new(level)
+        let debug_everything =
+            std::env::var("DEBUG").is_ok_and(|value| value == "*" || value == "1" || value == "true");
+        EnvFilter::new(default_level(
+            defaults,
+            debug_everything,
+            config.level.as_deref(),
+            std::io::stderr().is_terminal(),
+        ))
     };
+    let default_json = defaults.json;
     let json = match config.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -260,7 +345,7 @@ pub fn init_logging(config: &LoggingConfig, default_json: bool) -> anyhow::Resul
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(stderr_line)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed()
     };
@@ -299,4 +384,54 @@ pub fn init_logging(config: &LoggingConfig, default_json: bool) -> anyhow::Resul
         .try_init()
         .map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))?;
     Ok(LogGuards(guards))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_on_a_terminal_are_quiet_unless_asked() {
+        let command = LogDefaults {
+            json: false,
+            quiet_on_terminal: true,
+            verbosity: 0,
+        };
+        assert_eq!(default_level(command, false, None, true), "warn");
+        assert_eq!(
+            default_level(command, false, None, false),
+            "info",
+            "redirected output keeps INFO"
+        );
+        assert_eq!(
+            default_level(
+                LogDefaults {
+                    verbosity: 1,
+                    ..command
+                },
+                false,
+                None,
+                true
+            ),
+            "info"
+        );
+        assert!(default_level(
+            LogDefaults {
+                verbosity: 2,
+                ..command
+            },
+            false,
+            None,
+            true
+        )
+        .contains("debug"));
+        assert!(default_level(command, true, None, true).contains("debug"), "DEBUG=*");
+        assert_eq!(default_level(command, false, Some("error"), true), "error");
+        let serve = LogDefaults {
+            json: true,
+            quiet_on_terminal: false,
+            verbosity: 0,
+        };
+        assert_eq!(default_level(serve, false, None, true), "info");
+    }
 }

@@ -94,8 +94,9 @@ pub fn connect_pool(url: &str, config: &DatabaseConfig) -> Result<Database, Stor
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(config.keepalive_idle_secs))
         .application_name("model-lens-sync")
+        // NOTICEs (`relation … already exists, skipping`) are not news to anyone.
         .options(format!(
-            "-c statement_timeout={} -c TimeZone=UTC",
+            "-c statement_timeout={} -c TimeZone=UTC -c client_min_messages=warning",
             config.statement_timeout_secs * 1000
         ));
     let manager = Manager::from_config(
