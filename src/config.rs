@@ -1,7 +1,7 @@
 //! Layered configuration (DESIGN.md §3): built-in defaults ← `config/default.toml` (or the file
 //! named by `MODEL_LENS_CONFIG`) ← `MODEL_LENS_<SECTION>__<KEY>` ← the plain variables of the
 //! seed (`DATABASE_URL`, `API_RETRY_MS`, `HF_TOKEN`, `OPENROUTER_API_KEY`,
-//! `ARTIFICIAL_ANALYSIS_API_KEY`, `ADMIN_TOKEN`).
+//! `ARTIFICIAL_ANALYSIS_API_KEY`, `ADMIN_TOKEN`), and `REDIS_URL`.
 //!
 //! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value.
 
@@ -64,6 +64,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub health: HealthConfig,
     pub logging: LoggingConfig,
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -336,6 +337,8 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// How long `serve` lets a running sync finish after SIGTERM before marking it interrupted.
     pub shutdown_grace_secs: u64,
+    /// `GET /api/models` without the admin token (the catalog is public data).
+    pub public_read: bool,
 }
 
 impl Default for HttpConfig {
@@ -346,6 +349,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 64 * 1024,
             shutdown_grace_secs: 25,
+            public_read: false,
         }
     }
 }
@@ -371,6 +375,40 @@ impl Default for HealthConfig {
             recent_syncs_to_check: 10,
             interval_secs: 30,
         }
+    }
+}
+
+/// Publishing the catalog to Redis after each sync (DESIGN.md §10). Off while `url` is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (`REDIS_URL`). Empty: no publishing.
+    pub url: Secret,
+    /// Expiry of the published hashes: readers never see a catalog older than this.
+    pub ttl_secs: u64,
+    /// Models per `HSET` (and rows per database fetch): the memory bound of a publication.
+    pub chunk_size: usize,
+    /// Longest wait for one Redis answer (or connection) before the publication gives up.
+    pub command_timeout_secs: u64,
+    /// Longest a whole publication may take; `sync` waits at most this long for it.
+    pub publish_timeout_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: Secret::default(),
+            ttl_secs: 86_400,
+            chunk_size: 1000,
+            command_timeout_secs: 5,
+            publish_timeout_secs: 300,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
     }
 }
 
@@ -457,6 +495,9 @@ impl Config {
         if let Some(token) = non_empty("ADMIN_TOKEN") {
             self.http.admin_token = Secret::new(token.clone());
         }
+        if let Some(url) = non_empty("REDIS_URL") {
+            self.redis.url = Secret::new(url.clone());
+        }
         let keys = [
             (Source::HuggingFace, "HF_TOKEN"),
             (Source::OpenRouter, "OPENROUTER_API_KEY"),
@@ -493,6 +534,19 @@ impl Config {
         }
         if self.writer.batch_size == 0 || self.writer.max_batches_per_second == 0 {
             return invalid("writer.batch_size and writer.max_batches_per_second must be at least 1".into());
+        }
+        if self.redis.enabled() {
+            // The URL may hold a password: the error names the setting, never the value.
+            if let Err(error) = redis::Client::open(self.redis.url.expose()) {
+                return invalid(format!(
+                    "REDIS_URL (redis.url) is not a usable Redis URL ({:?}); expected \
+                     redis://[user:password@]host:port[/db] or unix:///path/to/redis.sock",
+                    error.kind()
+                ));
+            }
+            if self.redis.chunk_size == 0 || self.redis.ttl_secs == 0 {
+                return invalid("redis.chunk_size and redis.ttl_secs must be at least 1".into());
+            }
         }
         if self.database.pool_size < 2 {
             return invalid("database.pool_size must be at least 2".into());
@@ -560,12 +614,15 @@ mod tests {
             ("API_RETRY_MS", "250"),
             ("ARTIFICIAL_ANALYSIS_API_KEY", "aa-secret-key"),
             ("ADMIN_TOKEN", "admin-secret"),
+            ("REDIS_URL", "redis://:redis-secret@127.0.0.1:6379/0"),
         ]))
         .unwrap();
+        assert!(config.redis.enabled());
+        assert_eq!(config.redis.ttl_secs, 86_400);
         assert_eq!(config.api.retry_ms, 250);
         assert_eq!(config.sources.artificial_analysis.api_key.expose(), "aa-secret-key");
         let printed = format!("{config:?}");
-        for secret in ["hunter2", "aa-secret-key", "admin-secret"] {
+        for secret in ["hunter2", "aa-secret-key", "admin-secret", "redis-secret"] {
             assert!(!printed.contains(secret), "{secret} leaked in Debug output");
         }
     }
@@ -576,6 +633,11 @@ mod tests {
         assert!(error.to_string().contains("API_RETRY_MS"), "{error}");
         let error = Config::load_from(&env(&[("MODEL_LENS_SCHEDULE__CRON", "every day")])).unwrap_err();
         assert!(error.to_string().contains("schedule.cron"), "{error}");
+        let error = Config::load_from(&env(&[("REDIS_URL", "http://:pw-secret@localhost")])).unwrap_err();
+        assert!(
+            error.to_string().contains("REDIS_URL") && !error.to_string().contains("pw-secret"),
+            "{error}"
+        );
         let error = Config::load_from(&env(&[("MODEL_LENS_CONFIG", "/nonexistent.toml")])).unwrap_err();
         assert!(matches!(error, ConfigError::MissingFile(_)));
     }

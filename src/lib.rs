@@ -2,6 +2,7 @@
 //! time-stamped snapshot of every sync in PostgreSQL. See ARCHITECTURE.md for the map.
 
 pub mod actors;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod faults;
@@ -9,6 +10,8 @@ pub mod fetch;
 pub mod health;
 pub mod http;
 pub mod model;
+pub mod progress;
+pub mod publish;
 pub mod report;
 pub mod sources;
 pub mod store;

@@ -22,6 +22,7 @@ use crate::actors::Services;
 use crate::cli::DatabaseSession;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::model::SourceSelection;
 use crate::report::Trigger;
 use crate::store::{migrations, syncs};
 use crate::telemetry;
@@ -40,8 +41,17 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         database: database.clone(),
         config: config.clone(),
         budgets: Default::default(),
+        progress: Default::default(),
     };
     let (finished, _) = broadcast::channel(16);
+    // Publishes each finished sync to Redis (when configured), off the supervisor's path.
+    let publisher = crate::publish::Publisher::from_config(&config.redis)?.map(|publisher| {
+        tokio::spawn(crate::publish::follow_syncs(
+            publisher,
+            database.clone(),
+            finished.subscribe(),
+        ))
+    });
     let (supervisor, supervisor_handle) = Actor::spawn(
         None,
         Supervisor,
@@ -84,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         if config.schedule.run_on_start {
             let _ = supervisor.cast(SupervisorMsg::ForceSync {
                 trigger: Trigger::Startup,
+                sources: SourceSelection::all(),
                 reply: None,
             });
         }
@@ -125,6 +136,16 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     health.stop(None);
     let _ = supervisor_handle.await;
     let _ = health_handle.await;
+    if let Some(mut publisher) = publisher {
+        // The supervisor is gone, so the publisher ends after the publication in progress.
+        if tokio::time::timeout(Duration::from_secs(5), &mut publisher)
+            .await
+            .is_err()
+        {
+            publisher.abort();
+            tracing::warn!("stopped before the Redis publication finished; the next sync publishes again");
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     session.close().await;
     tracing::info!("stopped");
@@ -168,7 +189,14 @@ async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
 }
 
 async fn force(supervisor: &ActorRef<SupervisorMsg>) {
-    match supervisor::force_sync(supervisor, Trigger::Manual, Duration::from_secs(20)).await {
+    match supervisor::force_sync(
+        supervisor,
+        Trigger::Manual,
+        SourceSelection::all(),
+        Duration::from_secs(20),
+    )
+    .await
+    {
         ForceSyncOutcome::Started(id) => tracing::info!(sync_id = id, "sync started"),
         ForceSyncOutcome::AlreadyRunning(id) => tracing::info!(?id, "a sync is already running"),
         ForceSyncOutcome::Failed(error) => tracing::error!(%error, "could not start a sync"),
@@ -195,7 +223,11 @@ async fn run_schedule(cron: String, supervisor: ActorRef<SupervisorMsg>, mut sto
         let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
-                let _ = supervisor.cast(SupervisorMsg::ForceSync { trigger: Trigger::Schedule, reply: None });
+                let _ = supervisor.cast(SupervisorMsg::ForceSync {
+                    trigger: Trigger::Schedule,
+                    sources: SourceSelection::all(),
+                    reply: None,
+                });
             }
             _ = stop.wait_for(|stop| *stop) => return,
         }

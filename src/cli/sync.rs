@@ -1,4 +1,6 @@
-//! `sync`: one sync in this process, then exit with its status.
+//! `sync`: one sync in this process (all sources, or those of `--source`), with live progress
+//! lines on a terminal; then the Redis publication if configured, the summary, and the exit
+//! code of the sync's status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,28 +11,54 @@ use tokio::sync::broadcast;
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
 use crate::actors::supervisor::{self, Supervisor, SupervisorArgs};
 use crate::actors::Services;
-use crate::cli::DatabaseSession;
+use crate::cli::progress::LiveLines;
+use crate::cli::{thousands, DatabaseSession};
 use crate::config::Config;
+use crate::model::SourceSelection;
+use crate::publish::{Published, Publisher};
 use crate::report::{SyncReport, Trigger};
 
-pub async fn run(config: Config, json: bool) -> anyhow::Result<i32> {
+pub async fn run(config: Config, json: bool, sources: &[String]) -> anyhow::Result<i32> {
+    let selection = match SourceSelection::from_names(sources) {
+        Ok(selection) => selection,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(2);
+        }
+    };
     crate::telemetry::metrics_handle();
+    let publisher = Publisher::from_config(&config.redis)?;
     let session = DatabaseSession::open(&config).await?;
-    let result = sync_once(&config, &session, json).await;
+    let result = sync_once(&config, &session, json, selection, publisher).await;
     session.close().await;
     result
 }
 
-async fn sync_once(config: &Config, session: &DatabaseSession, json: bool) -> anyhow::Result<i32> {
+async fn sync_once(
+    config: &Config,
+    session: &DatabaseSession,
+    json: bool,
+    selection: SourceSelection,
+    publisher: Option<Publisher>,
+) -> anyhow::Result<i32> {
     session.recover_interrupted_syncs().await?;
     let services = Services {
         database: session.database.clone(),
         config: Arc::new(config.clone()),
         budgets: Default::default(),
+        progress: Default::default(),
     };
     let (finished, mut reports) = broadcast::channel(8);
-    let (supervisor, handle) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished }).await?;
-    let sync_id = match supervisor::force_sync(&supervisor, Trigger::Cli, Duration::from_secs(60)).await {
+    let (supervisor, handle) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            services: services.clone(),
+            finished,
+        },
+    )
+    .await?;
+    let sync_id = match supervisor::force_sync(&supervisor, Trigger::Cli, selection, Duration::from_secs(60)).await {
         ForceSyncOutcome::Started(id) => id,
         ForceSyncOutcome::AlreadyRunning(id) => {
             eprintln!(
@@ -43,15 +71,42 @@ async fn sync_once(config: &Config, session: &DatabaseSession, json: bool) -> an
         }
         ForceSyncOutcome::Failed(error) => anyhow::bail!("the sync could not start: {error}"),
     };
-    let report = wait_for(sync_id, &mut reports, &supervisor, config).await?;
+    let live = if json {
+        None
+    } else {
+        LiveLines::start(services.progress.clone())
+    };
+    let report = wait_for(sync_id, &mut reports, &supervisor, config).await;
+    if let Some(live) = live {
+        live.finish().await;
+    }
+    let report = report?;
     supervisor.stop(None);
     let _ = handle.await;
+    let published = match &publisher {
+        Some(publisher) => publisher.publish_after(&services.database, &report).await,
+        None => None,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render_table());
+        if let Some(published) = published {
+            println!("{}", describe_publication(&published));
+        }
     }
     Ok(report.status.exit_code())
+}
+
+fn describe_publication(published: &Published) -> String {
+    let models: u64 = published.sources.iter().map(|(_, count)| count).sum();
+    let sources: Vec<&str> = published.sources.iter().map(|(source, _)| source.as_str()).collect();
+    format!(
+        "redis: published {} models of {} in {:.1}s",
+        thousands(i64::try_from(models).unwrap_or(i64::MAX)),
+        sources.join(", "),
+        published.elapsed.as_secs_f64()
+    )
 }
 
 /// Waits for the sync's report; Ctrl-C or SIGTERM interrupts it (recorded as `interrupted`).
