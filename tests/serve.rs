@@ -803,3 +803,167 @@ async fn a_crashed_writer_is_restarted_counted_and_the_sync_still_succeeds() {
         .sum();
     assert_eq!((stored, distinct), (expected, expected));
 }
+
+// ----------------------------------------------------------------- the catalog (issue 13)
+
+/// `GET path` with an optional token: the status and the JSON body.
+async fn get_json(worker: &Worker, path: &str, token: Option<&str>) -> (u16, Value) {
+    let (status, text) = worker.get(path, token).await;
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text:?} is not JSON: {e}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_catalog_api_reads_pages_with_the_admin_auth_or_publicly() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server).set("ADMIN_TOKEN", TOKEN);
+    let worker = Worker::start(&env).await;
+    let (status, body) = get_json(&worker, "/api/models", None).await;
+    assert_eq!(status, 401, "no token: {body}");
+    let (status, body) = get_json(&worker, "/api/models", Some("not-the-token")).await;
+    assert_eq!(status, 401, "wrong token: {body}");
+    let (status, body) = get_json(&worker, "/api/models", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["models"], serde_json::json!([]), "nothing synced yet");
+    assert_eq!(body["next_after"], Value::Null);
+
+    let sync_id = worker.start_sync(Some(TOKEN)).await;
+    worker.finished_sync(sync_id, Some(TOKEN)).await;
+    let first = "/api/models?source=openrouter&sort=input_price&limit=100";
+    let (status, page) = get_json(&worker, first, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["models"].as_array().unwrap().len(), 100);
+    let cheapest = &page["models"][0];
+    assert_eq!(cheapest["source"], "openrouter");
+    assert!(
+        cheapest["input_price_per_mtok"].is_string(),
+        "prices are decimal strings: {cheapest}"
+    );
+    // Following the cursor to the end gives every OpenRouter model once, variable prices last.
+    let mut seen = Vec::new();
+    let mut page = page;
+    loop {
+        seen.extend(page["models"].as_array().unwrap().iter().cloned());
+        let Some(after) = page["next_after"].as_str() else {
+            break;
+        };
+        let (status, next) = get_json(&worker, &format!("{first}&after={after}"), Some(TOKEN)).await;
+        assert_eq!(status, 200, "{next}");
+        page = next;
+    }
+    assert_eq!(seen.len() as i64, fixture_records("openrouter"));
+    assert!(seen[seen.len() - 3..]
+        .iter()
+        .all(|model| model["input_price_per_mtok"].is_null()));
+
+    for (path, expected) in [
+        ("/api/models?source=hf", "valid sources"),
+        ("/api/models?sort=cheapest", "input_price"),
+        ("/api/models?limit=5000", "limit must be between 1 and 1000"),
+        ("/api/models?after=bogus", "cursor"),
+        ("/api/models?provder=openai", "unknown parameter"),
+    ] {
+        let (status, body) = get_json(&worker, path, Some(TOKEN)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(expected), "{path}: {body}");
+    }
+
+    // `http.public_read`: the catalog without a token, the admin routes still with one.
+    let public = Worker::start(&env.clone().set("MODEL_LENS_HTTP__PUBLIC_READ", "true")).await;
+    let (status, body) = get_json(&public, "/api/models?provider=anthropic&q=opus&limit=3", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["models"].as_array().unwrap().is_empty(), "{body}");
+    let (status, _) = public.force_sync(None).await;
+    assert_eq!(status, 401, "public reads do not open the admin API");
+}
+
+#[tokio::test]
+async fn a_forced_sync_can_name_its_sources() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let worker = Worker::start(&worker_env(&db, &server)).await;
+    let request = |query: &str| {
+        worker
+            .http
+            .post(worker.url(&format!("/api/admin/sync-models{query}")))
+            .send()
+    };
+    let response = request("?source=nope").await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("valid sources: models_dev, openrouter"),
+        "{body}"
+    );
+    let response = request("?source=openrouter&source=artificial_analysis").await.unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["sources"],
+        serde_json::json!(["openrouter", "artificial_analysis"])
+    );
+    let sync = worker.finished_sync(body["sync_id"].as_i64().unwrap(), None).await;
+    assert_eq!(sync["status"], "success", "{sync}");
+    for source in sync["sources"].as_array().unwrap() {
+        let expected = match source["source"].as_str().unwrap() {
+            "openrouter" | "artificial_analysis" => "success",
+            _ => "skipped",
+        };
+        assert_eq!(source["status"], expected, "{source}");
+    }
+}
+
+#[tokio::test]
+async fn redis_going_away_mid_sync_is_counted_and_the_sync_succeeds() {
+    let mut redis = common::redis_server::RedisServer::start().await;
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    // OpenRouter answers after 3 s, so each sync is still running a moment after it starts.
+    let env = worker_env(&db, &server).set("REDIS_URL", &redis.url()).source(
+        "openrouter",
+        "base_url",
+        &server.base_url("slow"),
+    );
+    let worker = Worker::start(&env).await;
+    let published = r#"model_lens_redis_publish_total{outcome="success"}"#;
+    let failed = r#"model_lens_redis_publish_total{outcome="error"}"#;
+    assert_eq!(sample(&worker.metrics().await, failed), Some(0.0));
+
+    let first = worker.start_sync(None).await;
+    worker.finished_sync(first, None).await;
+    // The publication follows the sync's end.
+    wait_for_sample(&worker, published, 1.0).await;
+    let mut connection = redis.connection().await.unwrap();
+    let fields: i64 = redis::AsyncCommands::hlen(&mut connection, "model_lens:catalog:openrouter")
+        .await
+        .unwrap();
+    assert_eq!(fields, fixture_records("openrouter"));
+
+    let second = worker.start_sync(None).await;
+    redis.stop();
+    let sync = worker.finished_sync(second, None).await;
+    assert_eq!(
+        sync["status"], "success",
+        "Redis is never a reason to fail a sync: {sync}"
+    );
+    wait_for_sample(&worker, failed, 1.0).await;
+    assert_eq!(sample(&worker.metrics().await, published), Some(1.0));
+    assert!(worker.log().contains("could not publish the catalog to Redis"));
+}
+
+/// Polls `/metrics` until `series` has `value`.
+async fn wait_for_sample(worker: &Worker, series: &str, value: f64) {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let metrics = worker.metrics().await;
+        if sample(&metrics, series) == Some(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} never reached {value}:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
