@@ -23,7 +23,7 @@ use tokio_postgres::IsolationLevel;
 use crate::config::RedisConfig;
 use crate::model::Source;
 use crate::report::{SourceStatus, SyncReport};
-use crate::store::catalog::SourceRows;
+use crate::store::catalog::{self, SourceRows};
 use crate::store::{Database, StoreError};
 use crate::telemetry;
 
@@ -89,50 +89,75 @@ impl Publisher {
     /// Publishes what `report`'s sync made current, if it stored anything. Never fails: the
     /// outcome is logged and counted; `None` when there was nothing to publish or it failed.
     pub async fn publish_after(&self, database: &Database, report: &SyncReport) -> Option<Published> {
-        let sources: Vec<Source> = report
+        let sources: Vec<(Source, i64)> = report
             .sources
             .iter()
             .filter(|source| source.status == SourceStatus::Success)
             .filter_map(|source| Source::parse(&source.source))
+            .map(|source| (source, report.id))
             .collect();
         if report.models_stored <= 0 || sources.is_empty() {
             tracing::debug!(sync_id = report.id, "nothing stored; nothing to publish to Redis");
             return None;
         }
-        let limit = Duration::from_secs(self.config.publish_timeout_secs.max(1));
-        let started = Instant::now();
         // Like the rows' own `synced_at`: when the sync that fetched them started.
-        let synced_at = report.started_at;
-        let result = match tokio::time::timeout(limit, self.publish(database, report.id, synced_at, &sources)).await {
-            Ok(result) => result,
-            Err(_) => Err(PublishError::Timeout(limit)),
-        };
-        match result {
-            Ok(counts) => {
-                telemetry::redis_published("success");
-                let published = Published {
-                    sources: counts,
-                    elapsed: started.elapsed(),
-                };
-                tracing::info!(
-                    sync_id = report.id,
-                    sources = ?published.sources,
-                    elapsed_ms = published.elapsed.as_millis() as u64,
-                    "catalog published to Redis"
-                );
-                Some(published)
-            }
+        match self
+            .publish_bounded(database, report.id, report.started_at, &sources)
+            .await
+        {
+            Ok(published) => Some(published),
             Err(error) => {
-                let outcome = if matches!(error, PublishError::Timeout(_)) {
-                    "timeout"
-                } else {
-                    "error"
-                };
-                telemetry::redis_published(outcome);
                 tracing::warn!(sync_id = report.id, %error, "could not publish the catalog to Redis; the sync is unaffected");
                 None
             }
         }
+    }
+
+    /// Publishes every source's current catalog again (`model-lens-sync publish`: after Redis
+    /// lost its data, or to fill a new Redis without waiting for a sync).
+    pub async fn publish_current(&self, database: &Database) -> Result<Option<Published>, PublishError> {
+        let current = catalog::source_sizes(database).await?;
+        let Some(latest) = current.iter().max_by_key(|source| source.sync_id) else {
+            return Ok(None);
+        };
+        let sources: Vec<(Source, i64)> = current.iter().map(|source| (source.source, source.sync_id)).collect();
+        self.publish_bounded(database, latest.sync_id, latest.synced_at, &sources)
+            .await
+            .map(Some)
+    }
+
+    /// One publication within `redis.publish_timeout_secs`, counted by outcome: `sources`
+    /// with the sync each one's catalog comes from; `sync_id` and `synced_at` for the meta.
+    async fn publish_bounded(
+        &self,
+        database: &Database,
+        sync_id: i64,
+        synced_at: DateTime<Utc>,
+        sources: &[(Source, i64)],
+    ) -> Result<Published, PublishError> {
+        let limit = Duration::from_secs(self.config.publish_timeout_secs.max(1));
+        let started = Instant::now();
+        let result = match tokio::time::timeout(limit, self.publish(database, sync_id, synced_at, sources)).await {
+            Ok(result) => result,
+            Err(_) => Err(PublishError::Timeout(limit)),
+        };
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(PublishError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        telemetry::redis_published(outcome);
+        let published = Published {
+            sources: result?,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(
+            sync_id,
+            sources = ?published.sources,
+            elapsed_ms = published.elapsed.as_millis() as u64,
+            "catalog published to Redis"
+        );
+        Ok(published)
     }
 
     async fn publish(
@@ -140,7 +165,7 @@ impl Publisher {
         database: &Database,
         sync_id: i64,
         synced_at: DateTime<Utc>,
-        sources: &[Source],
+        sources: &[(Source, i64)],
     ) -> Result<Vec<(Source, u64)>, PublishError> {
         let mut client = database.pool.get().await.map_err(StoreError::from)?;
         // One snapshot of the database for every source of this publication.
@@ -152,8 +177,10 @@ impl Publisher {
             .await
             .map_err(StoreError::from)?;
         let mut counts = Vec::new();
-        for source in sources {
-            let count = self.publish_source(&transaction, *source, sync_id, synced_at).await?;
+        for (source, source_sync_id) in sources {
+            let count = self
+                .publish_source(&transaction, *source, (sync_id, *source_sync_id), synced_at)
+                .await?;
             counts.push((*source, count));
         }
         transaction.commit().await.map_err(StoreError::from)?;
@@ -167,7 +194,7 @@ impl Publisher {
         &self,
         transaction: &tokio_postgres::Transaction<'_>,
         source: Source,
-        sync_id: i64,
+        (sync_id, source_sync_id): (i64, i64),
         synced_at: DateTime<Utc>,
     ) -> Result<u64, PublishError> {
         let mut connection = self.connection.clone();
@@ -212,7 +239,7 @@ impl Publisher {
             .arg(format!("{source}_count"))
             .arg(count)
             .arg(format!("{source}_sync_id"))
-            .arg(sync_id)
+            .arg(source_sync_id)
             .ignore();
         swap.cmd("EXPIRE").arg(&meta).arg(ttl).ignore();
         swap.query_async::<()>(&mut connection).await?;

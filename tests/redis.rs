@@ -244,3 +244,38 @@ async fn redis_stopping_mid_sync_does_not_fail_the_sync() {
     );
     assert!(!run.stdout.contains("redis: published"), "{run:?}");
 }
+
+#[tokio::test]
+async fn publish_refills_a_redis_that_lost_its_data() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server).set("REDIS_URL", &redis.url());
+    let nothing = env.run(&["publish"]).await;
+    assert_eq!(nothing.code, 1, "no catalog yet: {nothing:?}");
+    let no_redis = env.clone().unset("REDIS_URL").run(&["publish"]).await;
+    assert_eq!(no_redis.code, 2, "{no_redis:?}");
+    assert!(no_redis.stderr.contains("REDIS_URL"), "{no_redis:?}");
+
+    // Hugging Face synced alone later: the meta names the newest sync, each source its own.
+    assert_eq!(env.clone().unset("REDIS_URL").run(&["sync"]).await.code, 0);
+    assert_eq!(
+        env.clone()
+            .unset("REDIS_URL")
+            .run(&["sync", "--source", "huggingface"])
+            .await
+            .code,
+        0
+    );
+    let run = env.run(&["publish"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut connection = redis.connection().await.unwrap();
+    for source in SOURCES {
+        let fields: i64 = connection.hlen(format!("model_lens:catalog:{source}")).await.unwrap();
+        assert_eq!(fields, fixture_records(source), "{source}");
+    }
+    let meta = hash(&redis, "model_lens:catalog:meta").await;
+    assert_eq!(meta["sync_id"], "2");
+    assert_eq!(meta["huggingface_sync_id"], "2");
+    assert_eq!(meta["openrouter_sync_id"], "1");
+}

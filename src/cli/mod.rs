@@ -6,6 +6,7 @@ mod history;
 mod migrate;
 mod models;
 mod progress;
+mod publish;
 mod serve;
 mod sync;
 mod trigger;
@@ -66,6 +67,9 @@ pub enum Command {
     },
     /// List the current catalog: filters, a sort, pages with a cursor (like GET /api/models).
     Models(models::ModelsArgs),
+    /// Write the current catalog to Redis now, without a sync (REDIS_URL; exit 0 published,
+    /// 1 nothing to publish, 2 error).
+    Publish,
     /// Ask a running `serve` to sync now (exit 0 accepted, 1 already running, 2 error).
     Trigger {
         /// Base URL of the worker; default http://<http.listen>.
@@ -133,5 +137,6 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<i32> {
         Command::Models(args) => models::run(config, args).await,
         Command::Trigger { url, sources } => trigger::run(config, url, &sources).await,
         Command::Migrate => migrate::run(config).await,
+        Command::Publish => publish::run(config).await,
     }
 }
