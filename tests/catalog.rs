@@ -344,3 +344,42 @@ async fn one_source_syncs_alone_and_the_others_keep_their_catalog() {
         .unwrap();
     assert_eq!(models_check["ok"], true, "{report}");
 }
+
+#[tokio::test]
+async fn the_catalog_indexes_are_added_to_a_database_that_holds_snapshots() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = BinaryEnv::new(&db, &server);
+    assert_eq!(env.run(&["sync"]).await.code, 0);
+    // As if the database came from a version before the catalog: no catalog indexes, 0007
+    // not applied.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "DELETE FROM model_lens_migrations WHERE version = 7;
+             DROP INDEX idx_model_snapshots_catalog_input_price, idx_model_snapshots_catalog_output_price,
+                 idx_model_snapshots_catalog_context_length, idx_model_snapshots_catalog_intelligence_index,
+                 idx_model_snapshots_catalog_downloads;",
+        )
+        .await
+        .unwrap();
+    let before = db.count("SELECT count(*) FROM model_snapshots").await;
+    let migrate = env.run(&["migrate"]).await;
+    assert_eq!(migrate.code, 0, "{migrate:?}");
+    assert!(
+        migrate.stdout.contains("applied 0007_catalog_indexes.sql"),
+        "{migrate:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_snapshots").await,
+        before,
+        "nothing lost"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_model_snapshots_catalog_%'")
+            .await,
+        5
+    );
+    let page = models(&env, &["--sort", "input_price", "--limit", "5"]).await;
+    assert_eq!(page["models"].as_array().unwrap().len(), 5);
+}

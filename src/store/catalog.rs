@@ -1,9 +1,13 @@
 //! Reads of the current catalog: one page for `GET /api/models` and `models`, a source's rows
 //! streamed in chunks for the Redis publisher, and the size of each source's catalog.
 //!
-//! "Current" is defined once, in [`CURRENT_CATALOG`]: for each source, the rows of its latest
-//! successful sync in a finished sync. Every query here reads through that CTE, so switching
-//! to another storage of the current state changes that constant only.
+//! "Current" is defined in two places side by side, and nowhere else: [`CURRENT_SYNCS`]
+//! (which sync holds each source's current rows) and [`current_rows_of`] (those rows). Moving
+//! the current state to another storage changes these two.
+//!
+//! A page is read per source, each source's rows in the requested order from an index
+//! (`sql/0007_catalog_indexes.sql`), a few rows each, then merged: the cost follows the page
+//! size, not the catalog size, also deep into a cursor walk.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -13,35 +17,69 @@ use crate::catalog::{CatalogModel, CatalogPage, CatalogQuery, Cursor, Order, Sor
 use crate::model::Source;
 use crate::store::{Database, StoreError};
 
-/// `catalog`: the current rows with the columns of [`CatalogModel`]. A source whose latest
-/// success is older than a failed or skipped sync keeps that success's rows (its last known
-/// state). Syncs still running are not read: their sources may still be writing.
-const CURRENT_CATALOG: &str = "
-WITH current_syncs AS (
-    SELECT DISTINCT ON (ss.source) ss.source, ss.sync_id, ss.models_stored
-      FROM model_sync_sources ss
-      JOIN model_syncs s ON s.id = ss.sync_id
-     WHERE ss.status = 'success' AND s.status <> 'running'
-     ORDER BY ss.source, ss.sync_id DESC
-),
-catalog AS (
-    SELECT m.source, m.provider, m.model_id, m.name, m.context_length, m.max_output_tokens,
-           m.input_price_per_mtok, m.output_price_per_mtok, m.cache_read_price_per_mtok,
-           m.cache_write_price_per_mtok, m.price_tiers, m.input_modalities, m.output_modalities,
-           m.supports_tools, m.supports_reasoning, m.open_weights, m.release_date, m.status,
-           m.expires_on, m.downloads, m.likes, m.intelligence_index, m.intelligence_index_version,
-           m.sync_id, m.synced_at
-      FROM model_snapshots m
-      JOIN current_syncs c ON c.sync_id = m.sync_id AND c.source = m.source
-)";
+/// Per source, the sync whose rows are its current catalog: its latest success in a finished
+/// sync. A source that failed or was skipped later keeps that success's rows (its last known
+/// state); syncs still running are not read, their sources may still be writing.
+const CURRENT_SYNCS: &str = "
+SELECT DISTINCT ON (ss.source) ss.source, ss.sync_id, s.started_at, ss.models_stored
+  FROM model_sync_sources ss
+  JOIN model_syncs s ON s.id = ss.sync_id
+ WHERE ss.status = 'success' AND s.status <> 'running'
+ ORDER BY ss.source, ss.sync_id DESC";
 
-/// The select list that turns a `catalog` row into a [`CatalogModel`] (numerics as text, so
+/// The current rows of one source (`source` and `sync_id` are SQL parameters), to which a
+/// query adds `AND` conditions.
+fn current_rows_of(source: &str, sync_id: &str) -> String {
+    format!("FROM model_snapshots WHERE source = {source} AND sync_id = {sync_id}")
+}
+
+/// The stored columns of [`CatalogModel`], as read inside a source's branch.
+const RAW_COLUMNS: &str = "source, provider, model_id, name, context_length, max_output_tokens,
+    input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok,
+    cache_write_price_per_mtok, price_tiers, input_modalities, output_modalities,
+    supports_tools, supports_reasoning, open_weights, release_date, status, expires_on,
+    downloads, likes, intelligence_index, intelligence_index_version, sync_id, synced_at";
+
+/// The select list that turns those columns into a [`CatalogModel`] (numerics as text, so
 /// they reach the reader exactly as PostgreSQL holds them).
 const MODEL_COLUMNS: &str = "source, provider, model_id, name, context_length, max_output_tokens,
     input_price_per_mtok::text, output_price_per_mtok::text, cache_read_price_per_mtok::text,
     cache_write_price_per_mtok::text, price_tiers, input_modalities, output_modalities,
     supports_tools, supports_reasoning, open_weights, release_date, status, expires_on,
     downloads, likes, intelligence_index::text, intelligence_index_version, sync_id, synced_at";
+
+/// A source's current sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCatalog {
+    pub source: Source,
+    pub sync_id: i64,
+    /// When that sync started (the rows' `synced_at`).
+    pub synced_at: DateTime<Utc>,
+    /// Its rows, as counted in the database when the sync ended.
+    pub models: i64,
+}
+
+/// Every source's current sync and size (cheap: no scan of the rows). Sources that never
+/// succeeded are absent.
+pub async fn source_sizes(database: &Database) -> Result<Vec<SourceCatalog>, StoreError> {
+    let client = database.pool.get().await?;
+    current_syncs(&**client).await
+}
+
+async fn current_syncs(client: &impl tokio_postgres::GenericClient) -> Result<Vec<SourceCatalog>, StoreError> {
+    let rows = client.query(CURRENT_SYNCS, &[]).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            Some(SourceCatalog {
+                source: Source::parse(row.get(0))?,
+                sync_id: row.get(1),
+                synced_at: row.get(2),
+                models: row.get(3),
+            })
+        })
+        .collect())
+}
 
 fn model_from_row(row: &Row) -> CatalogModel {
     CatalogModel {
@@ -74,16 +112,14 @@ fn model_from_row(row: &Row) -> CatalogModel {
 }
 
 /// The sort column and the SQL type its cursor value is cast to; `None` for the key order.
-/// Qualified: in `ORDER BY`, a bare name would mean the output column, which is the text form
-/// of the number (and `140` < `15` as text).
 fn sort_column(sort: SortKey) -> Option<(&'static str, &'static str)> {
     match sort {
         SortKey::Key => None,
-        SortKey::InputPrice => Some(("catalog.input_price_per_mtok", "numeric")),
-        SortKey::OutputPrice => Some(("catalog.output_price_per_mtok", "numeric")),
-        SortKey::ContextLength => Some(("catalog.context_length", "bigint")),
-        SortKey::IntelligenceIndex => Some(("catalog.intelligence_index", "numeric")),
-        SortKey::Downloads => Some(("catalog.downloads", "bigint")),
+        SortKey::InputPrice => Some(("input_price_per_mtok", "numeric")),
+        SortKey::OutputPrice => Some(("output_price_per_mtok", "numeric")),
+        SortKey::ContextLength => Some(("context_length", "bigint")),
+        SortKey::IntelligenceIndex => Some(("intelligence_index", "numeric")),
+        SortKey::Downloads => Some(("downloads", "bigint")),
     }
 }
 
@@ -101,69 +137,135 @@ fn like_pattern(q: &str) -> String {
     pattern
 }
 
-/// Builds the page query: filters, the keyset condition after the cursor, the order (NULLs
-/// last in both directions, ties by key ascending) and `limit + 1` rows to know whether
-/// another page follows. Only column names chosen by this code are spliced into the text;
-/// every value is a parameter.
-fn page_sql(query: &CatalogQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut param = |value: Box<dyn ToSql + Sync + Send>| {
-        params.push(value);
-        format!("${}", params.len())
-    };
-    let mut conditions = Vec::new();
-    if let Some(source) = query.source {
-        conditions.push(format!("source = {}", param(Box::new(source.as_str().to_string()))));
+/// SQL parameters, numbered as they are added.
+#[derive(Default)]
+struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Params {
+    fn add(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(value));
+        format!("${}", self.0.len())
     }
+}
+
+/// Builds the page query for the sources' current syncs. Each source contributes at most
+/// `limit + 1` rows in the page's order, read by ranges an index serves directly: after a
+/// cursor `(v, key)`, the rows equal to `v` beyond the key, then the rows beyond `v`, then the
+/// NULLs (which sort last in both directions). The outer query merges the sources. Only
+/// column names chosen here are spliced into the text; every value is a parameter. `None`
+/// when no source can contribute.
+fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, Params)> {
+    let mut params = Params::default();
+    let mut filters = String::new();
     if let Some(provider) = &query.provider {
-        conditions.push(format!("provider = {}", param(Box::new(provider.clone()))));
+        filters.push_str(&format!(" AND provider = {}", params.add(provider.clone())));
     }
     if let Some(q) = &query.q {
-        let pattern = param(Box::new(like_pattern(q)));
-        conditions.push(format!("(model_id ILIKE {pattern} OR name ILIKE {pattern})"));
+        let pattern = params.add(like_pattern(q));
+        filters.push_str(&format!(" AND (model_id ILIKE {pattern} OR name ILIKE {pattern})"));
     }
+    let limit = params.add(i64::from(query.limit) + 1);
     let column = sort_column(query.sort);
-    if let Some(cursor) = &query.after {
-        let (source, provider, model_id) = &cursor.key;
-        let key = format!(
-            "(source, provider, model_id) > ({}, {}, {})",
-            param(Box::new(source.clone())),
-            param(Box::new(provider.clone())),
-            param(Box::new(model_id.clone()))
-        );
-        let condition = match (column, &cursor.value) {
-            (None, _) => key,
-            (Some((column, _)), None) => format!("({column} IS NULL AND {key})"),
-            (Some((column, sql_type)), Some(value)) => {
-                let value = format!("{}::text::{sql_type}", param(Box::new(value.clone())));
-                let beyond = if query.order == Order::Asc { ">" } else { "<" };
-                format!("({column} {beyond} {value} OR ({column} = {value} AND {key}) OR {column} IS NULL)")
+    let direction = match query.order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    let within_source = match column {
+        None => "provider, model_id".to_string(),
+        Some((column, _)) => format!("{column} {direction} NULLS LAST, provider, model_id"),
+    };
+    let cursor_value = query.after.as_ref().and_then(|cursor| {
+        let (column, sql_type) = column?;
+        let value = cursor.value.as_ref()?;
+        Some((column, params.add(value.clone()), sql_type))
+    });
+    let mut branches = Vec::new();
+    for current in current.iter().filter(|c| query.source.is_none_or(|s| s == c.source)) {
+        // Rows of this source that tie with the cursor's row on the sort value come after it
+        // only if the source, then (provider, model_id), come after the cursor's. (Parameters
+        // are added only where used: PostgreSQL cannot type an unused one.)
+        let ties = query.after.as_ref().and_then(|cursor| {
+            let (cursor_source, provider, model_id) = &cursor.key;
+            match current.source.as_str().cmp(cursor_source.as_str()) {
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Equal => Some(format!(
+                    " AND (provider, model_id) > ({}::text, {}::text)",
+                    params.add(provider.clone()),
+                    params.add(model_id.clone())
+                )),
+                std::cmp::Ordering::Greater => Some(String::new()),
             }
-        };
-        conditions.push(condition);
+        });
+        // (extra condition, order within the source) of each range to read.
+        let mut ranges: Vec<(String, String)> = Vec::new();
+        let by_key = "provider, model_id".to_string();
+        match (column, &query.after, &cursor_value, ties) {
+            (_, None, _, _) => ranges.push((String::new(), within_source.clone())),
+            // The key order: the cursor's source from its key on, later sources whole.
+            (None, Some(_), _, Some(ties)) => ranges.push((ties, within_source.clone())),
+            (None, Some(_), _, None) => {}
+            // After a row with a value: its ties, the values beyond, then every NULL.
+            (Some((column, _)), Some(_), Some((_, value, sql_type)), ties) => {
+                if let Some(ties) = ties {
+                    ranges.push((
+                        format!(" AND {column} = {value}::text::{sql_type}{ties}"),
+                        by_key.clone(),
+                    ));
+                }
+                let beyond = if query.order == Order::Asc { ">" } else { "<" };
+                ranges.push((
+                    format!(" AND {column} {beyond} {value}::text::{sql_type}"),
+                    within_source.clone(),
+                ));
+                ranges.push((format!(" AND {column} IS NULL"), by_key));
+            }
+            // After a row without a value: only NULLs remain.
+            (Some((column, _)), Some(_), None, Some(ties)) => {
+                ranges.push((format!(" AND {column} IS NULL{ties}"), by_key))
+            }
+            (Some(_), Some(_), None, None) => {}
+        }
+        if ranges.is_empty() {
+            continue;
+        }
+        let source = params.add(current.source.as_str().to_string());
+        let sync_id = params.add(current.sync_id);
+        let rows = format!("{} {filters}", current_rows_of(&source, &sync_id));
+        for (condition, order) in ranges {
+            branches.push(format!(
+                "(SELECT {RAW_COLUMNS} {rows}{condition} ORDER BY {order} LIMIT {limit})"
+            ));
+        }
     }
+    if branches.is_empty() {
+        return None;
+    }
+    // Qualified: in `ORDER BY`, a bare name would mean the output column, which is the text
+    // form of the number (and `140` < `15` as text).
     let order = match column {
-        None => "source, provider, model_id".to_string(),
+        None => "catalog.source, catalog.provider, catalog.model_id".to_string(),
         Some((column, _)) => {
-            let direction = if query.order == Order::Asc { "ASC" } else { "DESC" };
-            format!("{column} {direction} NULLS LAST, source, provider, model_id")
+            format!("catalog.{column} {direction} NULLS LAST, catalog.source, catalog.provider, catalog.model_id")
         }
     };
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let limit = param(Box::new(i64::from(query.limit) + 1));
-    let sql = format!("{CURRENT_CATALOG} SELECT {MODEL_COLUMNS} FROM catalog {filter} ORDER BY {order} LIMIT {limit}");
-    (sql, params)
+    let sql = format!(
+        "SELECT {MODEL_COLUMNS} FROM ({}) AS catalog ORDER BY {order} LIMIT {limit}",
+        branches.join(" UNION ALL ")
+    );
+    Some((sql, params))
 }
 
 /// One page of the current catalog and the cursor of the next.
 pub async fn page(database: &Database, query: &CatalogQuery) -> Result<CatalogPage, StoreError> {
     let client = database.pool.get().await?;
-    let (sql, params) = page_sql(query);
-    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let current = current_syncs(&**client).await?;
+    let Some((sql, params)) = page_sql(query, &current) else {
+        return Ok(CatalogPage {
+            models: Vec::new(),
+            next_after: None,
+        });
+    };
+    let params: Vec<&(dyn ToSql + Sync)> = params.0.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let rows = client.query(&sql, &params).await?;
     let mut models: Vec<CatalogModel> = rows.iter().map(model_from_row).collect();
     let more = models.len() > query.limit as usize;
@@ -175,58 +277,35 @@ pub async fn page(database: &Database, query: &CatalogQuery) -> Result<CatalogPa
     Ok(CatalogPage { models, next_after })
 }
 
-/// A source's catalog: its rows, the sync they come from and when it ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceCatalog {
-    pub source: Source,
-    pub sync_id: i64,
-    pub synced_at: DateTime<Utc>,
-    pub models: i64,
-}
-
-/// The size of each source's current catalog, as counted in the database when its sync ended
-/// (cheap: no scan of the rows). Sources that never succeeded are absent.
-pub async fn source_sizes(database: &Database) -> Result<Vec<SourceCatalog>, StoreError> {
-    let client = database.pool.get().await?;
-    let rows = client
-        .query(
-            &format!(
-                "{CURRENT_CATALOG} SELECT c.source, c.sync_id, s.started_at, c.models_stored
-                   FROM current_syncs c JOIN model_syncs s ON s.id = c.sync_id ORDER BY c.source"
-            ),
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            Some(SourceCatalog {
-                source: Source::parse(row.get(0))?,
-                sync_id: row.get(1),
-                synced_at: row.get(2),
-                models: row.get(3),
-            })
-        })
-        .collect())
-}
-
 /// A source's current rows, read through a portal a chunk at a time, so that memory stays
 /// bounded by the chunk size whatever the size of the source. Lives inside a transaction
 /// (a portal does); a `REPEATABLE READ` one gives a consistent view for the whole read.
 pub struct SourceRows<'a> {
     transaction: &'a Transaction<'a>,
-    portal: Portal,
+    portal: Option<Portal>,
     chunk: i32,
 }
 
 impl<'a> SourceRows<'a> {
+    /// `None` as the portal when the source has no current catalog (never succeeded).
     pub async fn open(transaction: &'a Transaction<'a>, source: Source, chunk: usize) -> Result<Self, StoreError> {
-        let statement = transaction
-            .prepare(&format!(
-                "{CURRENT_CATALOG} SELECT {MODEL_COLUMNS} FROM catalog WHERE source = $1"
-            ))
-            .await?;
-        let portal = transaction.bind(&statement, &[&source.as_str()]).await?;
+        let current = current_syncs(transaction)
+            .await?
+            .into_iter()
+            .find(|current| current.source == source);
+        let portal = match current {
+            None => None,
+            Some(current) => {
+                let statement = transaction
+                    .prepare(&format!("SELECT {MODEL_COLUMNS} {}", current_rows_of("$1", "$2")))
+                    .await?;
+                Some(
+                    transaction
+                        .bind(&statement, &[&source.as_str(), &current.sync_id])
+                        .await?,
+                )
+            }
+        };
         Ok(SourceRows {
             transaction,
             portal,
@@ -236,7 +315,10 @@ impl<'a> SourceRows<'a> {
 
     /// The next rows; empty when the source is exhausted.
     pub async fn next_chunk(&mut self) -> Result<Vec<CatalogModel>, StoreError> {
-        let rows = self.transaction.query_portal(&self.portal, self.chunk).await?;
+        let Some(portal) = &self.portal else {
+            return Ok(Vec::new());
+        };
+        let rows = self.transaction.query_portal(portal, self.chunk).await?;
         Ok(rows.iter().map(model_from_row).collect())
     }
 }
@@ -259,6 +341,27 @@ mod tests {
         assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
     }
 
+    fn every_parameter_used(sql: &str, params: &Params) -> bool {
+        (1..=params.0.len()).all(|n| {
+            let name = format!("${n}");
+            sql.match_indices(&name)
+                .any(|(at, _)| !sql[at + name.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        })
+    }
+
+    fn current() -> Vec<SourceCatalog> {
+        ["huggingface", "openrouter"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| SourceCatalog {
+                source: Source::parse(name).unwrap(),
+                sync_id: i as i64 + 1,
+                synced_at: Utc::now(),
+                models: 10,
+            })
+            .collect()
+    }
+
     #[test]
     fn values_are_parameters_and_nulls_sort_last() {
         let cursor = Cursor {
@@ -269,13 +372,54 @@ mod tests {
         };
         let mut query = query(&[("sort", "downloads"), ("provider", "o'brien"), ("q", "llama")]);
         query.after = Some(cursor);
-        let (sql, params) = page_sql(&query);
+        let (sql, params) = page_sql(&query, &current()).unwrap();
         assert!(!sql.contains("o'brien") && !sql.contains("DROP TABLE"), "{sql}");
         assert!(
-            sql.contains("catalog.downloads DESC NULLS LAST, source, provider, model_id"),
+            sql.contains("ORDER BY catalog.downloads DESC NULLS LAST, catalog.source, catalog.provider"),
             "{sql}"
         );
-        assert!(sql.contains("catalog.downloads < $"), "{sql}");
-        assert_eq!(params.len(), 7, "provider, q, three key parts, value, limit: {sql}");
+        // huggingface (the cursor's source): ties after the key, beyond, NULLs; openrouter
+        // (a later source): every tie, beyond, NULLs.
+        assert_eq!(sql.matches("(SELECT ").count(), 6, "{sql}");
+        assert_eq!(sql.matches("downloads < $").count(), 2, "{sql}");
+        assert_eq!(sql.matches("(provider, model_id) > ($").count(), 1, "{sql}");
+        assert!(
+            every_parameter_used(&sql, &params),
+            "PostgreSQL cannot type an unused parameter: {sql}"
+        );
+        assert_eq!(
+            params.0.len(),
+            10,
+            "provider, q, limit, value, key x2, source+sync x2: {sql}"
+        );
+        let mut key_order = query.clone();
+        key_order.sort = SortKey::Key;
+        key_order.after = Some(Cursor {
+            sort: SortKey::Key,
+            order: Order::Asc,
+            value: None,
+            key: ("openrouter".into(), "a".into(), "b".into()),
+        });
+        let (sql, params) = page_sql(&key_order, &current()).unwrap();
+        assert!(every_parameter_used(&sql, &params), "{sql}");
+    }
+
+    #[test]
+    fn sources_before_the_cursor_contribute_nothing_to_the_key_order() {
+        let mut query = query(&[]);
+        query.after = Some(Cursor {
+            sort: SortKey::Key,
+            order: Order::Asc,
+            value: None,
+            key: ("openrouter".into(), "a".into(), "b".into()),
+        });
+        let (sql, _) = page_sql(&query, &current()).unwrap();
+        assert_eq!(
+            sql.matches("(SELECT ").count(),
+            1,
+            "only openrouter from its key on: {sql}"
+        );
+        query.source = Some(Source::HuggingFace);
+        assert!(page_sql(&query, &current()).is_none());
     }
 }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_sources_2026.sql",
         sql: include_str!("../../sql/0003_sources_2026.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_catalog_indexes.sql",
+        sql: include_str!("../../sql/0007_catalog_indexes.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {
