@@ -7,6 +7,7 @@
 #   bench/run.sh                      # N = 10,000, one run
 #   bench/run.sh --n 300000 --runs 3  # bigger, medians of three
 #   bench/run.sh --n 50000 --dlt      # also time a dlt pipeline (installs dlt into bench/.venv)
+#   bench/run.sh --catalog --n 300000 # instead: latency of GET /api/models (bench/catalog_bench.py)
 #
 # Other options go to hf_sync_bench.py (--help). Environment: BENCH_PG_BINDIR (PostgreSQL server
 # binaries), BENCH_NO_BUILD=1 (use the binary as built), BENCH_TMPDIR (where the cluster goes),
@@ -16,9 +17,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/.." && pwd)"
 keep=0
+script="${here}/hf_sync_bench.py"
 for argument in "$@"; do
   case "${argument}" in
     --keep) keep=1 ;;
+    --catalog) script="${here}/catalog_bench.py" ;;
     -h | --help) exec python3 "${here}/hf_sync_bench.py" --help ;;
   esac
 done
@@ -121,7 +124,7 @@ say "PostgreSQL $("${bindir}/postgres" --version | awk '{print $3}') from ${bind
 
 # 4. The benchmark.
 say "database ${url}"
-python3 "${here}/hf_sync_bench.py" --database-url "${url}" --pg-bindir "${bindir}" --pg-data "${data}" \
+python3 "${script}" --database-url "${url}" --pg-bindir "${bindir}" --pg-data "${data}" \
   --repo "${repo}" --work-dir "${work}" "$@" &
 bench_pid=$!
 wait "${bench_pid}"
