@@ -96,7 +96,7 @@ def fill(bindir: str, url: str, n: int, syncs: int) -> None:
                        jsonb_build_object('id', i, 'padding', repeat('x', 400)),
                        decode(md5(i::text), 'hex'),
                        now() - interval '{syncs + 1 - sync_id} days'
-                  FROM generate_series(1, {count}) AS i
+                  FROM generate_series(1::bigint, {count}) AS i
                 """,
             )
     psql(bindir, url, f"SELECT setval('model_syncs_id_seq', {syncs})")

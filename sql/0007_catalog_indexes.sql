@@ -1,9 +1,9 @@
 -- The catalog read API (DESIGN.md §10) reads, per source, the rows of its current sync in the
--- order a reader asked for, a page at a time after a keyset cursor. Each index serves one sort
--- key in its natural order (prices cheapest first; context, index and downloads biggest first;
--- NULLs last), with the model key as the tie-break, so a page costs a short index range scan
--- per source however large the catalog and however deep the cursor. The key order itself is
--- served by the unique key (sync_id, source, provider, model_id).
+-- order a reader asked for, a page at a time after a keyset cursor. One index per sort key,
+-- (sync_id, source, <key>, provider, model_id), serves that order in both directions (a
+-- forward or a backward scan; the model key breaks ties in the same direction), so a page
+-- costs a few short index range scans per source however large the catalog and however deep
+-- the cursor. The key order itself uses the unique key (sync_id, source, provider, model_id).
 --
 -- On a database that already holds many snapshots, building these takes a while (one pass
 -- over model_snapshots per index) and blocks writes meanwhile: apply it between syncs.
@@ -12,8 +12,8 @@ CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_input_price
 CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_output_price
     ON model_snapshots (sync_id, source, output_price_per_mtok, provider, model_id);
 CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_context_length
-    ON model_snapshots (sync_id, source, context_length DESC NULLS LAST, provider, model_id);
+    ON model_snapshots (sync_id, source, context_length, provider, model_id);
 CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_intelligence_index
-    ON model_snapshots (sync_id, source, intelligence_index DESC NULLS LAST, provider, model_id);
+    ON model_snapshots (sync_id, source, intelligence_index, provider, model_id);
 CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_downloads
-    ON model_snapshots (sync_id, source, downloads DESC NULLS LAST, provider, model_id);
+    ON model_snapshots (sync_id, source, downloads, provider, model_id);

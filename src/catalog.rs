@@ -21,7 +21,8 @@ pub const MAX_LIMIT: u32 = 1000;
 const MAX_QUERY_CHARS: usize = 200;
 
 /// What the catalog can be sorted by. Every order ends with the model key
-/// `(source, provider, model_id)`, so ties are stable and a cursor is unambiguous.
+/// `(source, provider, model_id)` (in the same direction), so ties are stable and a cursor is
+/// unambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {

@@ -131,6 +131,44 @@ async fn the_catalog_filters_sorts_and_pages_exactly() {
     assert!(descending[descending.len() - 3..]
         .iter()
         .all(|row| row["input_price_per_mtok"].is_null()));
+    let descending_whole = models(
+        &env,
+        &[
+            "--source",
+            "openrouter",
+            "--sort",
+            "input_price",
+            "--order",
+            "desc",
+            "--limit",
+            "1000",
+        ],
+    )
+    .await;
+    assert_eq!(
+        descending.iter().map(key).collect::<Vec<_>>(),
+        descending_whole["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>(),
+        "reversed order: ties in the same direction, across pages"
+    );
+    // The key order, both ways, across sources.
+    let by_key = walk(&env, &["--limit", "1000"]).await;
+    assert_eq!(by_key.len() as i64, total);
+    let keys: Vec<_> = by_key.iter().map(key).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "the default order is the model key");
+    let mut reversed: Vec<_> = walk(&env, &["--order", "desc", "--limit", "999"])
+        .await
+        .iter()
+        .map(key)
+        .collect();
+    reversed.reverse();
+    assert_eq!(reversed, keys);
 
     // Downloads, biggest first: Hugging Face's counts, then the sources that have none.
     let by_downloads = walk(&env, &["--sort", "downloads", "--limit", "1000"]).await;

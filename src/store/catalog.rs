@@ -148,12 +148,14 @@ impl Params {
     }
 }
 
-/// Builds the page query for the sources' current syncs. Each source contributes at most
-/// `limit + 1` rows in the page's order, read by ranges an index serves directly: after a
-/// cursor `(v, key)`, the rows equal to `v` beyond the key, then the rows beyond `v`, then the
-/// NULLs (which sort last in both directions). The outer query merges the sources. Only
-/// column names chosen here are spliced into the text; every value is a parameter. `None`
-/// when no source can contribute.
+/// Builds the page query for the sources' current syncs. The order is the sort value, NULLs
+/// last, then the key `(source, provider, model_id)`, everything in the requested direction
+/// (so one ascending index serves both directions: forward or backward). Each source
+/// contributes at most `limit + 1` rows read by ranges an index serves directly: after a
+/// cursor `(v, key)`, the rows equal to `v` beyond the key, then the values beyond `v`, then
+/// the NULLs. The outer query merges the sources. Only column names chosen here are spliced
+/// into the text; every value is a parameter, added only where used (PostgreSQL cannot type
+/// an unused one). `None` when no source can contribute.
 fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, Params)> {
     let mut params = Params::default();
     let mut filters = String::new();
@@ -166,62 +168,58 @@ fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, 
     }
     let limit = params.add(i64::from(query.limit) + 1);
     let column = sort_column(query.sort);
-    let direction = match query.order {
-        Order::Asc => "ASC",
-        Order::Desc => "DESC",
+    let (direction, beyond, later_source) = match query.order {
+        Order::Asc => ("ASC", ">", std::cmp::Ordering::Greater),
+        Order::Desc => ("DESC", "<", std::cmp::Ordering::Less),
     };
-    let within_source = match column {
-        None => "provider, model_id".to_string(),
-        Some((column, _)) => format!("{column} {direction} NULLS LAST, provider, model_id"),
-    };
+    let by_key = format!("provider {direction}, model_id {direction}");
     let cursor_value = query.after.as_ref().and_then(|cursor| {
-        let (column, sql_type) = column?;
+        let (_, sql_type) = column?;
         let value = cursor.value.as_ref()?;
-        Some((column, params.add(value.clone()), sql_type))
+        Some(format!("{}::text::{sql_type}", params.add(value.clone())))
     });
     let mut branches = Vec::new();
     for current in current.iter().filter(|c| query.source.is_none_or(|s| s == c.source)) {
-        // Rows of this source that tie with the cursor's row on the sort value come after it
-        // only if the source, then (provider, model_id), come after the cursor's. (Parameters
-        // are added only where used: PostgreSQL cannot type an unused one.)
+        // Whether this source's rows that tie with the cursor's row on the sort value come
+        // after it: all of them (a later source), those beyond the key (its source), or none.
         let ties = query.after.as_ref().and_then(|cursor| {
             let (cursor_source, provider, model_id) = &cursor.key;
             match current.source.as_str().cmp(cursor_source.as_str()) {
-                std::cmp::Ordering::Less => None,
                 std::cmp::Ordering::Equal => Some(format!(
-                    " AND (provider, model_id) > ({}::text, {}::text)",
+                    " AND (provider, model_id) {beyond} ({}::text, {}::text)",
                     params.add(provider.clone()),
                     params.add(model_id.clone())
                 )),
-                std::cmp::Ordering::Greater => Some(String::new()),
+                ordering if ordering == later_source => Some(String::new()),
+                _ => None,
             }
         });
-        // (extra condition, order within the source) of each range to read.
+        // (condition, order within the source) of each range to read, in page order.
         let mut ranges: Vec<(String, String)> = Vec::new();
-        let by_key = "provider, model_id".to_string();
         match (column, &query.after, &cursor_value, ties) {
-            (_, None, _, _) => ranges.push((String::new(), within_source.clone())),
-            // The key order: the cursor's source from its key on, later sources whole.
-            (None, Some(_), _, Some(ties)) => ranges.push((ties, within_source.clone())),
+            (None, None, _, _) => ranges.push((String::new(), by_key.clone())),
+            (None, Some(_), _, Some(ties)) => ranges.push((ties, by_key.clone())),
             (None, Some(_), _, None) => {}
-            // After a row with a value: its ties, the values beyond, then every NULL.
-            (Some((column, _)), Some(_), Some((_, value, sql_type)), ties) => {
-                if let Some(ties) = ties {
-                    ranges.push((
-                        format!(" AND {column} = {value}::text::{sql_type}{ties}"),
-                        by_key.clone(),
-                    ));
-                }
-                let beyond = if query.order == Order::Asc { ">" } else { "<" };
+            (Some((column, _)), None, _, _) => {
                 ranges.push((
-                    format!(" AND {column} {beyond} {value}::text::{sql_type}"),
-                    within_source.clone(),
+                    format!(" AND {column} IS NOT NULL"),
+                    format!("{column} {direction}, {by_key}"),
                 ));
-                ranges.push((format!(" AND {column} IS NULL"), by_key));
+                ranges.push((format!(" AND {column} IS NULL"), by_key.clone()));
             }
-            // After a row without a value: only NULLs remain.
+            (Some((column, _)), Some(_), Some(value), ties) => {
+                if let Some(ties) = ties {
+                    ranges.push((format!(" AND {column} = {value}{ties}"), by_key.clone()));
+                }
+                ranges.push((
+                    format!(" AND {column} {beyond} {value}"),
+                    format!("{column} {direction}, {by_key}"),
+                ));
+                ranges.push((format!(" AND {column} IS NULL"), by_key.clone()));
+            }
+            // After a row without a value only NULLs remain.
             (Some((column, _)), Some(_), None, Some(ties)) => {
-                ranges.push((format!(" AND {column} IS NULL{ties}"), by_key))
+                ranges.push((format!(" AND {column} IS NULL{ties}"), by_key.clone()))
             }
             (Some(_), Some(_), None, None) => {}
         }
@@ -242,11 +240,10 @@ fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, 
     }
     // Qualified: in `ORDER BY`, a bare name would mean the output column, which is the text
     // form of the number (and `140` < `15` as text).
+    let key = format!("catalog.source {direction}, catalog.provider {direction}, catalog.model_id {direction}");
     let order = match column {
-        None => "catalog.source, catalog.provider, catalog.model_id".to_string(),
-        Some((column, _)) => {
-            format!("catalog.{column} {direction} NULLS LAST, catalog.source, catalog.provider, catalog.model_id")
-        }
+        None => key,
+        Some((column, _)) => format!("catalog.{column} {direction} NULLS LAST, {key}"),
     };
     let sql = format!(
         "SELECT {MODEL_COLUMNS} FROM ({}) AS catalog ORDER BY {order} LIMIT {limit}",
@@ -375,14 +372,15 @@ mod tests {
         let (sql, params) = page_sql(&query, &current()).unwrap();
         assert!(!sql.contains("o'brien") && !sql.contains("DROP TABLE"), "{sql}");
         assert!(
-            sql.contains("ORDER BY catalog.downloads DESC NULLS LAST, catalog.source, catalog.provider"),
+            sql.contains("ORDER BY catalog.downloads DESC NULLS LAST, catalog.source DESC, catalog.provider DESC"),
             "{sql}"
         );
-        // huggingface (the cursor's source): ties after the key, beyond, NULLs; openrouter
-        // (a later source): every tie, beyond, NULLs.
-        assert_eq!(sql.matches("(SELECT ").count(), 6, "{sql}");
+        // Descending, ties too: huggingface (the cursor's source) reads its ties before the
+        // key, the values below, the NULLs; openrouter sorts before huggingface, so it comes
+        // earlier in this order and has nothing left but its values below and its NULLs.
+        assert_eq!(sql.matches("(SELECT ").count(), 5, "{sql}");
         assert_eq!(sql.matches("downloads < $").count(), 2, "{sql}");
-        assert_eq!(sql.matches("(provider, model_id) > ($").count(), 1, "{sql}");
+        assert_eq!(sql.matches("(provider, model_id) < ($").count(), 1, "{sql}");
         assert!(
             every_parameter_used(&sql, &params),
             "PostgreSQL cannot type an unused parameter: {sql}"
