@@ -264,7 +264,10 @@ def main() -> int:
             "sort=downloads, 1000": ["/api/models?sort=downloads&limit=1000"] * args.requests,
             "source=openrouter&sort=input_price": ["/api/models?source=openrouter&sort=input_price&limit=50"]
             * args.requests,
+            "sort=downloads asc, 50": ["/api/models?sort=downloads&order=asc&limit=50"] * args.requests,
             "provider=org-42": ["/api/models?provider=org-42&limit=50"] * args.requests,
+            "provider=org-42&sort=input_price": ["/api/models?provider=org-42&sort=input_price&limit=50"]
+            * args.requests,
             "q=<varied substring>": [
                 "/api/models?" + urllib.parse.urlencode({"q": f"model-{i * 37 % 9973}", "limit": 50})
                 for i in range(args.requests)

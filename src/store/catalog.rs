@@ -194,42 +194,41 @@ fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, 
                 _ => None,
             }
         });
-        // (condition, order within the source) of each range to read, in page order.
-        let mut ranges: Vec<(String, String)> = Vec::new();
+        // The condition of each range to read, in page order. Within a range the order always
+        // names the sort column, even where it is constant (ties, NULLs): that points the
+        // planner at the sort key's index. Ordered by the model key alone, it walked the
+        // unique key and filtered, e.g. 292,000 rows to find no NULL download (0.47 s).
+        let mut ranges: Vec<String> = Vec::new();
         match (column, &query.after, &cursor_value, ties) {
-            (None, None, _, _) => ranges.push((String::new(), by_key.clone())),
-            (None, Some(_), _, Some(ties)) => ranges.push((ties, by_key.clone())),
+            (None, None, _, _) => ranges.push(String::new()),
+            (None, Some(_), _, Some(ties)) => ranges.push(ties),
             (None, Some(_), _, None) => {}
             (Some((column, _)), None, _, _) => {
-                ranges.push((
-                    format!(" AND {column} IS NOT NULL"),
-                    format!("{column} {direction}, {by_key}"),
-                ));
-                ranges.push((format!(" AND {column} IS NULL"), by_key.clone()));
+                ranges.push(format!(" AND {column} IS NOT NULL"));
+                ranges.push(format!(" AND {column} IS NULL"));
             }
             (Some((column, _)), Some(_), Some(value), ties) => {
                 if let Some(ties) = ties {
-                    ranges.push((format!(" AND {column} = {value}{ties}"), by_key.clone()));
+                    ranges.push(format!(" AND {column} = {value}{ties}"));
                 }
-                ranges.push((
-                    format!(" AND {column} {beyond} {value}"),
-                    format!("{column} {direction}, {by_key}"),
-                ));
-                ranges.push((format!(" AND {column} IS NULL"), by_key.clone()));
+                ranges.push(format!(" AND {column} {beyond} {value}"));
+                ranges.push(format!(" AND {column} IS NULL"));
             }
             // After a row without a value only NULLs remain.
-            (Some((column, _)), Some(_), None, Some(ties)) => {
-                ranges.push((format!(" AND {column} IS NULL{ties}"), by_key.clone()))
-            }
+            (Some((column, _)), Some(_), None, Some(ties)) => ranges.push(format!(" AND {column} IS NULL{ties}")),
             (Some(_), Some(_), None, None) => {}
         }
         if ranges.is_empty() {
             continue;
         }
+        let order = match column {
+            None => by_key.clone(),
+            Some((column, _)) => format!("{column} {direction}, {by_key}"),
+        };
         let source = params.add(current.source.as_str().to_string());
         let sync_id = params.add(current.sync_id);
         let rows = format!("{} {filters}", current_rows_of(&source, &sync_id));
-        for (condition, order) in ranges {
+        for condition in ranges {
             branches.push(format!(
                 "(SELECT {RAW_COLUMNS} {rows}{condition} ORDER BY {order} LIMIT {limit})"
             ));
