@@ -13,7 +13,7 @@ shape and the ratio of each p99 to the baseline's.
 
 With --redis it measures the Redis publication instead: a private redis-server, then
 `model-lens-sync publish` of the whole catalog (rows streamed from PostgreSQL in chunks),
-timed, with the process's peak RSS (wait4). Baseline in the same run: the peak RSS of
+timed, with the process's peak RSS (VmHWM). Baseline in the same run: the peak RSS of
 `model-lens-sync models --limit 1` (the binary's floor with the same pool and runtime). Run it
 for two N to see whether memory grows with the catalog.
 
@@ -138,14 +138,24 @@ def get_json(connection: http.client.HTTPConnection, path: str) -> dict:
 
 
 def run_measured(command: list[str], env: dict, log) -> tuple[float, float]:
-    """Runs a command to completion; its wall seconds and peak RSS in MB (wait4)."""
+    """Runs a command to completion; its wall seconds and peak RSS in MB. The peak is the
+    process's own VmHWM, polled every 20 ms: wait4's ru_maxrss would include this Python
+    process's memory, which the child inherits at fork and keeps across exec."""
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    peak_kb = 0
+    while child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.02)
     if child.returncode != 0:
         raise SystemExit(f"{command} exited {child.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, peak_kb / 1024
 
 
 def bench_redis(binary: str, env: dict, args) -> int:
