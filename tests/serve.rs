@@ -882,7 +882,8 @@ async fn the_catalog_api_reads_pages_with_the_admin_auth_or_publicly() {
 async fn a_forced_sync_can_name_its_sources() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    let worker = Worker::start(&worker_env(&db, &server)).await;
+    let env = worker_env(&db, &server);
+    let worker = Worker::start(&env).await;
     let request = |query: &str| {
         worker
             .http
@@ -915,6 +916,28 @@ async fn a_forced_sync_can_name_its_sources() {
         };
         assert_eq!(source["status"], expected, "{source}");
     }
+
+    // `trigger --source` asks for the same.
+    let wrong = env
+        .run(&["trigger", "--url", &worker.base_url, "--source", "modelsdev"])
+        .await;
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(wrong.stderr.contains("valid sources"), "{wrong:?}");
+    let trigger = env
+        .run(&["trigger", "--url", &worker.base_url, "--source", "models_dev"])
+        .await;
+    assert_eq!(trigger.code, 0, "{trigger:?}");
+    let (id, status) = wait_for_finished_sync(&db, "id > 1").await;
+    assert_eq!(status, "success");
+    let statuses = db
+        .text(&format!(
+            "SELECT string_agg(source || '=' || status, ' ' ORDER BY source) FROM model_sync_sources WHERE sync_id = {id}"
+        ))
+        .await;
+    assert_eq!(
+        statuses,
+        "artificial_analysis=skipped huggingface=skipped models_dev=success openrouter=skipped"
+    );
 }
 
 #[tokio::test]
