@@ -113,38 +113,13 @@ async fn the_catalog_filters_sorts_and_pages_exactly() {
         .filter(|row| row["input_price_per_mtok"].is_null())
         .count();
     assert_eq!(variable, 3);
-    let descending = walk(
-        &env,
-        &[
-            "--source",
-            "openrouter",
-            "--sort",
-            "input_price",
-            "--order",
-            "desc",
-            "--limit",
-            "50",
-        ],
-    )
-    .await;
+    let reversed = ["--source", "openrouter", "--sort", "input_price", "--order", "desc"];
+    let descending = walk(&env, &[&reversed[..], &["--limit", "50"]].concat()).await;
     assert_sorted(&descending, "input_price_per_mtok", true);
     assert!(descending[descending.len() - 3..]
         .iter()
         .all(|row| row["input_price_per_mtok"].is_null()));
-    let descending_whole = models(
-        &env,
-        &[
-            "--source",
-            "openrouter",
-            "--sort",
-            "input_price",
-            "--order",
-            "desc",
-            "--limit",
-            "1000",
-        ],
-    )
-    .await;
+    let descending_whole = models(&env, &[&reversed[..], &["--limit", "1000"]].concat()).await;
     assert_eq!(
         descending.iter().map(key).collect::<Vec<_>>(),
         descending_whole["models"]
