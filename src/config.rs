@@ -239,6 +239,8 @@ impl SourceConfig {
             Source::OpenRouter => SourceConfig {
                 base_url: "https://openrouter.ai".into(),
                 path: "/api/v1/models".into(),
+                // The list may be paged (`links.next`): a few hundred models a page.
+                max_pages: 1_000,
                 ..base
             },
             Source::HuggingFace => SourceConfig {
@@ -252,10 +254,14 @@ impl SourceConfig {
             },
             Source::ArtificialAnalysis => SourceConfig {
                 base_url: "https://artificialanalysis.ai".into(),
-                path: "/api/v2/data/llms/models".into(),
+                // The free tier; the paid tier is `/api/v2/language/models`. The former
+                // `/api/v2/data/llms/models` answers 410 Gone since 2026-11-04.
+                path: crate::sources::artificial_analysis::DEFAULT_PATH.into(),
                 requests_per_second: 1,
                 burst: 1,
                 daily_request_budget: 1000,
+                // Paged with `?page=N`; each page is one request of the daily budget.
+                max_pages: 200,
                 ..base
             },
         }

@@ -226,7 +226,10 @@ async fn migrations_apply_once_even_when_two_processes_start_together() {
         1,
         "{applied}"
     );
-    assert_eq!(db.count("SELECT count(*) FROM model_lens_migrations").await, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_lens_migrations").await,
+        model_lens_sync::store::migrations::MIGRATIONS.len() as i64
+    );
     for index in [
         "idx_model_snapshots_sync_id",
         "idx_model_snapshots_synced_at",

@@ -17,6 +17,7 @@ use crate::config::SourceConfig;
 use crate::fetch::HttpFetcher;
 use crate::model::Source;
 use crate::sources::huggingface;
+use crate::sources::pagination::{self, ListingCount};
 use crate::telemetry;
 
 pub struct Fetcher;
@@ -49,14 +50,24 @@ pub struct FetcherState {
     seen_urls: HashSet<u64>,
     /// Models still wanted when `max_models` bounds the listing.
     remaining_models: Option<u64>,
+    /// Records fetched so far against the total the listing states.
+    listing: ListingCount,
+    /// `max_models` stopped the listing while the API had more (the listing is not complete).
+    truncated: bool,
     started: Instant,
 }
 
 /// The URL of a source's first (for most sources, only) page.
 pub fn first_url(source: Source, config: &SourceConfig) -> String {
     match source {
-        Source::ModelsDev | Source::OpenRouter | Source::ArtificialAnalysis => {
-            format!("{}{}", config.base_url.trim_end_matches('/'), config.path)
+        Source::ModelsDev | Source::OpenRouter => format!("{}{}", config.base_url.trim_end_matches('/'), config.path),
+        Source::ArtificialAnalysis => {
+            let plain = format!("{}{}", config.base_url.trim_end_matches('/'), config.path);
+            // A URL that does not parse is requested as it is, and fails with reqwest's reason.
+            match url::Url::parse(&plain) {
+                Ok(url) => pagination::with_page(&url, 1).to_string(),
+                Err(_) => plain,
+            }
         }
         Source::HuggingFace => {
             let limit = match config.max_models {
@@ -102,6 +113,7 @@ impl Actor for Fetcher {
             page_no: 1,
             remaining_models: (args.source == Source::HuggingFace && config.max_models > 0)
                 .then_some(config.max_models),
+            listing: ListingCount::default(),
         });
         // Start in the message loop, not here: pre_start must stay free of network I/O.
         myself.cast(FetcherMsg::FetchNext)?;
@@ -110,6 +122,8 @@ impl Actor for Fetcher {
             source: args.source,
             generation: args.generation,
             remaining_models: start.remaining_models,
+            listing: start.listing,
+            truncated: false,
             config,
             http,
             gate: args.gate,
@@ -139,6 +153,7 @@ impl Actor for Fetcher {
                         pages = state.pages,
                         requests = state.http.requests,
                         bytes = state.http.bytes,
+                        truncated = state.truncated,
                         "source fetched"
                     );
                     state.supervisor.cast(SupervisorMsg::SourceFetched {
@@ -147,6 +162,7 @@ impl Actor for Fetcher {
                         generation: state.generation,
                         http_requests: state.http.requests,
                         bytes: state.http.bytes,
+                        truncated: state.truncated,
                     })?;
                     myself.stop(None);
                 }
@@ -180,6 +196,7 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         url: url.clone(),
         page_no: state.pages + 1,
         remaining_models: state.remaining_models,
+        listing: state.listing.clone(),
     };
     if state.pages >= state.config.max_pages {
         return Err(format!(
@@ -187,7 +204,8 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
             state.config.max_pages, state.source
         ));
     }
-    state.seen_urls.insert(url_hash(&url));
+    let current = url::Url::parse(&url).map_err(|error| format!("{url} is not a valid URL: {error}"))?;
+    state.seen_urls.insert(url_hash(current.as_str()));
     // Wait for an in-flight slot before fetching: this is the memory bound.
     let permit = state
         .gate
@@ -198,23 +216,35 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
     let fetched = state.http.get(&url).await.map_err(|error| error.to_string())?;
     state.pages += 1;
 
+    let step = pagination::next_page(state.source, &current, &fetched.body, fetched.link.as_deref())
+        .map_err(|error| error.to_string())?;
     let mut max_records = None;
     if let Some(remaining) = state.remaining_models {
-        // Count the page's records (cheap: split, nothing decoded) so `max_models` is exact; a
-        // malformed record counts, since the parser turns it into a reject.
-        let records = crate::sources::split::elements(&fetched.body)
-            .map(|items| items.len() as u64)
-            .unwrap_or(remaining);
+        // A malformed record counts, since the parser turns it into a reject; a body that
+        // cannot be split is the parser's to fail.
+        let records = step.records.unwrap_or(remaining);
         max_records = (records > remaining).then_some(remaining as usize);
         state.remaining_models = Some(remaining.saturating_sub(records));
     }
     let wants_more = state.remaining_models != Some(0);
-    let next = match (&fetched.link, state.source, wants_more) {
-        (Some(link), Source::HuggingFace, true) => {
-            huggingface::next_link(link).and_then(|next| huggingface::resolve_next(&url, &next))
-        }
-        _ => None,
+    if !wants_more && (max_records.is_some() || step.next.is_some()) {
+        state.truncated = true;
+    }
+    state.listing.add(&step).map_err(|error| error.to_string())?;
+    let next = match step.next.filter(|_| wants_more) {
+        Some(next) => Some(
+            pagination::check_origin(&current, next)
+                .map_err(|error| error.to_string())?
+                .to_string(),
+        ),
+        None => None,
     };
+    if next.is_none() && !state.truncated {
+        state
+            .listing
+            .check_complete(state.source)
+            .map_err(|error| error.to_string())?;
+    }
     if let Some(next) = &next {
         if state.seen_urls.contains(&url_hash(next)) {
             return Err(format!(
@@ -232,6 +262,7 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         url: url.clone(),
         page_no: state.pages + 1,
         remaining_models: state.remaining_models,
+        listing: state.listing.clone(),
     });
     // The supervisor hears of the page before anyone can commit it (mailboxes are FIFO).
     state

@@ -6,6 +6,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::model::{Model, Reject, Source};
 use crate::report::{SyncReport, Trigger};
+use crate::sources::pagination::ListingCount;
 use crate::store::batch::BatchOutcome;
 
 /// Identifies one page of one source within one sync. `generation` counts the restarts of
@@ -18,13 +19,15 @@ pub struct PageKey {
     pub generation: u32,
 }
 
-/// Where a fetcher starts or resumes: the URL of page `page_no` and how many models were
-/// still wanted before it (`max_models`).
+/// Where a fetcher starts or resumes: the URL of page `page_no`, how many models were still
+/// wanted before it (`max_models`), and the records counted before it against the listing's
+/// stated total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchPosition {
     pub url: String,
     pub page_no: u64,
     pub remaining_models: Option<u64>,
+    pub listing: ListingCount,
 }
 
 /// Travels with a page from the fetcher to the writer. Holding it keeps one of the source's
@@ -93,6 +96,9 @@ pub enum SupervisorMsg {
         generation: u32,
         http_requests: u64,
         bytes: u64,
+        /// The listing was cut short on purpose (Hugging Face `max_models` reached while the
+        /// API had more): it is not the whole catalogue, so nothing it lacks was removed.
+        truncated: bool,
     },
     /// A fetcher could not finish its source.
     SourceFailed {

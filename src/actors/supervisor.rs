@@ -98,6 +98,9 @@ struct SourceRun {
     restart_from: Option<FetchPosition>,
     /// Stored and rejected as the writer reported them (the database recount is final).
     done: bool,
+    /// The fetcher stopped the listing on purpose before its end (`max_models`): what it
+    /// lacks was not removed upstream. Kept until finalization.
+    truncated: bool,
 }
 
 impl SourceRun {
@@ -282,6 +285,7 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
             generation,
             http_requests,
             bytes,
+            truncated,
         } => {
             if let Some(run) = running(state, sync_id) {
                 if let Some(progress) = run.sources.get_mut(&source).filter(|p| p.generation == generation) {
@@ -289,6 +293,7 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
                     progress.fetcher = None;
                     progress.report.http_requests += http_requests as i64;
                     progress.report.bytes += bytes as i64;
+                    progress.truncated = truncated;
                 }
             }
             complete_finished_sources(state, sync_id).await;
@@ -443,6 +448,7 @@ async fn start_sync(
                 ),
                 restart_from: None,
                 done: skipped,
+                truncated: false,
             },
         );
     }
@@ -689,8 +695,11 @@ async fn restart_source(
     progress.generation += 1;
     match progress.restart_position() {
         Err(()) => {
-            // Every page was dispatched and committed; only the end-of-source news was lost.
+            // Every page was dispatched and committed; only the end-of-source news was lost,
+            // and with it whether `max_models` cut the listing: assume it did, so that nothing
+            // is ever inferred removed from a listing that may not be whole.
             progress.fetch_done = true;
+            progress.truncated = true;
             complete_finished_sources(state, sync_id).await;
             return;
         }
@@ -807,6 +816,7 @@ async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source
     tracing::info!(
         %source,
         status = progress.report.status.as_str(),
+        truncated = progress.truncated,
         fetched = progress.report.models_fetched,
         stored = progress.report.models_stored,
         rejected = progress.report.models_rejected,

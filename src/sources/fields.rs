@@ -128,7 +128,12 @@ pub fn document_members<'a>(body: &'a [u8], expected: &str) -> Result<Vec<Member
 /// not fail the payload; a malformed member does fail it when `name` is missing, since that
 /// member may be the array.
 pub fn member_elements<'a>(body: &'a [u8], name: &str, expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
-    let members = document_members(body, expected)?;
+    named_elements(&document_members(body, expected)?, name, expected)
+}
+
+/// The records of the array member `name` among a payload's `members` (see
+/// [`member_elements`]), for parsers that also read other members of the envelope.
+pub fn named_elements<'a>(members: &[Member<'a>], name: &str, expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
     let mut named = members.iter().filter(|member| member.key.as_deref() == Ok(name));
     let array = match (named.next(), named.next()) {
         (Some(member), None) => member.value,

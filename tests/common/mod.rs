@@ -240,7 +240,13 @@ pub fn fixture_records(source: &str) -> i64 {
             .sum::<usize>() as i64,
         "openrouter" => value("openrouter_models.json")["data"].as_array().unwrap().len() as i64,
         "huggingface" => value("hf_models.json").as_array().unwrap().len() as i64,
-        "artificial_analysis" => value("aa_models.json")["data"].as_array().unwrap().len() as i64,
+        "artificial_analysis" => [
+            "aa_language_models_free_page1.json",
+            "aa_language_models_free_page2.json",
+        ]
+        .iter()
+        .map(|page| value(page)["data"].as_array().unwrap().len() as i64)
+        .sum(),
         other => panic!("unknown source {other}"),
     }
 }
