@@ -302,6 +302,27 @@ impl SourcesConfig {
         }
     }
 
+    /// Why `source` does not run, if it does not: disabled, or Artificial Analysis without a
+    /// key (its API answers nothing without one).
+    pub fn skip_reason(&self, source: Source) -> Option<String> {
+        let config = self.get(source);
+        if !config.enabled {
+            return Some(format!("disabled (sources.{source}.enabled = false)"));
+        }
+        if source == Source::ArtificialAnalysis && config.api_key.is_empty() {
+            return Some("no ARTIFICIAL_ANALYSIS_API_KEY set".into());
+        }
+        None
+    }
+
+    /// The sources a sync runs (see [`SourcesConfig::skip_reason`]).
+    pub fn enabled(&self) -> Vec<Source> {
+        Source::ALL
+            .into_iter()
+            .filter(|source| self.skip_reason(*source).is_none())
+            .collect()
+    }
+
     fn get_mut(&mut self, source: Source) -> &mut SourceConfig {
         match source {
             Source::ModelsDev => &mut self.models_dev,

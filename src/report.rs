@@ -138,6 +138,10 @@ pub struct SourceReport {
     pub bytes: i64,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// Top-level record keys no earlier sync of the source stored (the drift alarm); empty for
+    /// the source's first sync in this database (its baseline); `None` when not computed
+    /// (the source was skipped, or the sync is still running).
+    pub new_fields: Option<Vec<String>>,
 }
 
 impl SourceReport {
@@ -152,6 +156,7 @@ impl SourceReport {
             bytes: 0,
             duration_ms: None,
             error: None,
+            new_fields: None,
         }
     }
 }
@@ -205,6 +210,15 @@ impl SyncReport {
             "{:<21} {:<8} {:>9} {:>9} {:>9}\n",
             "total", "", self.models_fetched, self.models_stored, self.models_rejected
         ));
+        for source in &self.sources {
+            if let Some(fields) = source.new_fields.as_ref().filter(|fields| !fields.is_empty()) {
+                out.push_str(&format!(
+                    "new record fields in {}: {}\n",
+                    source.source,
+                    fields.join(", ")
+                ));
+            }
+        }
         if let Some(error) = &self.error {
             out.push_str(&format!("error: {error}\n"));
         }

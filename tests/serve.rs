@@ -334,6 +334,14 @@ async fn admin_api_needs_the_token_and_a_forced_sync_shows_in_history_and_metric
         (now - last_success).abs() < 120.0,
         "{last_success} is not about now ({now})"
     );
+    for source in SOURCES {
+        let series = format!(r#"model_lens_source_last_success_timestamp_seconds{{source="{source}"}}"#);
+        let source_success = sample(&metrics, &series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!((source_success - last_success).abs() < 5.0, "{series} {source_success}");
+        // The first sync of a source is the drift alarm's baseline: no new fields.
+        let new_fields = format!(r#"model_lens_source_new_fields{{source="{source}"}}"#);
+        assert_eq!(sample(&metrics, &new_fields), Some(0.0), "{metrics}");
+    }
 
     // `trigger` reads ADMIN_TOKEN like the worker does.
     let url = worker.base_url.clone();
@@ -347,6 +355,48 @@ async fn admin_api_needs_the_token_and_a_forced_sync_shows_in_history_and_metric
     assert_eq!(accepted.code, 0, "{accepted:?}");
     let second = worker.finished_sync(sync_id + 1, Some(TOKEN)).await;
     assert_eq!(second["status"], "success", "{second}");
+}
+
+#[tokio::test]
+async fn a_restarted_worker_exports_each_source_s_last_success_and_new_fields_from_the_database() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server);
+    // One sync in which Hugging Face failed; the others succeeded.
+    let partial = env
+        .clone()
+        .source("huggingface", "base_url", &server.base_url("status404"))
+        .run(&["sync"])
+        .await;
+    assert_eq!(partial.code, 1, "{partial:?}");
+    let finished: f64 = db
+        .scalar("SELECT extract(epoch FROM finished_at)::float8 FROM model_syncs WHERE id = 1")
+        .await;
+
+    let worker = Worker::start(&env).await;
+    let metrics = worker.metrics().await;
+    for source in ["models_dev", "openrouter", "artificial_analysis"] {
+        let series = format!(r#"model_lens_source_last_success_timestamp_seconds{{source="{source}"}}"#);
+        let value = sample(&metrics, &series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!(
+            (value - finished).abs() < 0.01,
+            "{series} is {value}, the sync finished at {finished}"
+        );
+        let new_fields = format!(r#"model_lens_source_new_fields{{source="{source}"}}"#);
+        assert_eq!(sample(&metrics, &new_fields), Some(0.0), "{metrics}");
+    }
+    // Hugging Face never succeeded: no timestamp to offer, and health names it.
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"model_lens_source_last_success_timestamp_seconds{source="huggingface"}"#
+        ),
+        None,
+        "{metrics}"
+    );
+    let (status, body) = worker.get("/api/health", None).await;
+    assert_eq!(status, 503, "no sync succeeded as a whole yet: {body}");
+    assert!(body.contains("huggingface never succeeded"), "{body}");
 }
 
 #[tokio::test]

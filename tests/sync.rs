@@ -406,16 +406,20 @@ async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantin
     let first = [model("a", r#"{"id":"acme/a"}"#), model("b", r#"{"id":"acme/b"}"#)];
     let refs: Vec<&Model> = first.iter().collect();
 
-    let written = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
+    let written = write_batch(&database, sync_id, synced_at, &refs, &[], &[])
+        .await
+        .unwrap();
     assert_eq!(written.stored.get(&Source::OpenRouter), Some(&2));
     // The same batch again (a lost commit acknowledgement, a writer restart): nothing changes.
-    let resent = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
+    let resent = write_batch(&database, sync_id, synced_at, &refs, &[], &[])
+        .await
+        .unwrap();
     assert_eq!(resent.stored.get(&Source::OpenRouter), None);
     assert!(resent.rejected.is_empty());
     // The source listing "a" again with other content: quarantined, the stored row kept.
     let conflicting = model("a", r#"{"id":"acme/a","changed":true}"#);
     let fresh = model("c", r#"{"id":"acme/c"}"#);
-    let outcome = write_batch(&database, sync_id, synced_at, &[&conflicting, &fresh], &[])
+    let outcome = write_batch(&database, sync_id, synced_at, &[&conflicting, &fresh], &[], &[])
         .await
         .unwrap();
     assert_eq!(outcome.stored.get(&Source::OpenRouter), Some(&1));

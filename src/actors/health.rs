@@ -64,7 +64,12 @@ impl Actor for HealthMonitor {
 }
 
 async fn evaluate(state: &mut HealthState) {
-    let report = health::check(&state.services.database, &state.services.config.health).await;
+    let report = health::check(
+        &state.services.database,
+        &state.services.config.health,
+        &state.services.config.sources.enabled(),
+    )
+    .await;
     let database_up = report.checks.iter().any(|check| check.name == "database" && check.ok);
     telemetry::database_up(database_up);
     telemetry::health_evaluated(report.status.code(), &report.check_flags());

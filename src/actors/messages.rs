@@ -62,6 +62,8 @@ pub struct PageRows {
     pub ticket: PageTicket,
     pub models: Vec<Model>,
     pub rejects: Vec<Reject>,
+    /// The distinct top-level keys of the page's models (recorded for the drift alarm).
+    pub fields: Vec<String>,
     pub last: bool,
 }
 

@@ -348,14 +348,7 @@ fn source_run(state: &mut SupervisorState, key: PageKey) -> Option<&mut SourceRu
 
 /// Why a source will not run this time, if it will not.
 fn skip_reason(state: &SupervisorState, source: Source) -> Option<String> {
-    let config = state.services.config.sources.get(source);
-    if !config.enabled {
-        return Some(format!("disabled (sources.{source}.enabled = false)"));
-    }
-    if source == Source::ArtificialAnalysis && config.api_key.is_empty() {
-        return Some("no ARTIFICIAL_ANALYSIS_API_KEY set".into());
-    }
-    None
+    state.services.config.sources.skip_reason(source)
 }
 
 async fn start_sync(
@@ -872,6 +865,7 @@ async fn finalize(state: &mut SupervisorState) {
         if progress.report.status == SourceStatus::Running {
             progress.report.status = SourceStatus::Failed;
         }
+        note_drift(&database, run.id, *source, &mut progress.report).await;
         if let Err(error) = syncs::finish_source(&database, run.id, &progress.report).await {
             tracing::error!(%source, %error, "could not record the source's result");
         }
@@ -890,8 +884,14 @@ async fn finalize(state: &mut SupervisorState) {
         lock.release().await;
     }
     let duration = run.started.elapsed();
-    let success_time = (status == SyncStatus::Success).then(|| Utc::now().timestamp_millis() as f64 / 1000.0);
+    let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+    let success_time = (status == SyncStatus::Success).then_some(now);
     telemetry::sync_finished(status.as_str(), duration, success_time);
+    for (source, progress) in &run.sources {
+        if progress.report.status == SourceStatus::Success {
+            telemetry::source_succeeded(*source, now);
+        }
+    }
     let report = match syncs::get_sync(&database, run.id).await {
         Ok(Some(report)) => report,
         _ => fallback_report(&run, status, error, duration),
@@ -904,6 +904,28 @@ async fn finalize(state: &mut SupervisorState) {
     );
     let _ = state.finished.send(report);
     answer_shutdown(state);
+}
+
+/// The drift alarm of a finished source: the record keys its sync stored first go to its
+/// report (so to `model_sync_sources.new_fields`), to the log (once: only this sync stored
+/// them first) and to `model_lens_source_new_fields`. A source's first sync in the database is
+/// its baseline and reports none.
+async fn note_drift(database: &crate::store::Database, sync_id: i64, source: Source, report: &mut SourceReport) {
+    let drift = match crate::store::fields::drift(database, sync_id, source).await {
+        Ok(drift) => drift,
+        Err(error) => {
+            tracing::error!(%source, %error, "could not compute the source's new record fields");
+            return;
+        }
+    };
+    let new_fields = drift.new_fields();
+    if drift.baseline {
+        tracing::info!(%source, fields = drift.first_seen.len(), "first sync of the source in this database: its record keys are the baseline of the drift alarm");
+    } else if !new_fields.is_empty() {
+        tracing::warn!(%source, new_fields = %new_fields.join(", "), "the source's records have keys no earlier sync stored");
+    }
+    telemetry::source_new_fields(source, new_fields.len());
+    report.new_fields = Some(new_fields);
 }
 
 fn summarize_errors(run: &RunningSync) -> Option<String> {

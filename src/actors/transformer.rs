@@ -72,6 +72,7 @@ impl Actor for Transformer {
                         ticket,
                         models: parsed.models,
                         rejects: parsed.rejects,
+                        fields: parsed.fields,
                         last,
                     }))?;
                     return Ok(());
@@ -160,7 +161,7 @@ mod tests {
         let model = |id: &str, raw: &str| Model::new(Source::HuggingFace, "org".into(), id.into(), raw.into());
         let mut page = ParsedPage {
             models: vec![model("a", "1"), model("b", "2"), model("a", "3"), model("a", "4")],
-            rejects: Vec::new(),
+            ..ParsedPage::default()
         };
         quarantine_duplicates(&mut page);
         let kept: Vec<&str> = page.models.iter().map(|m| m.raw.as_str()).collect();

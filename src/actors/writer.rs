@@ -40,6 +40,9 @@ pub struct WriterState {
     buffered_records: usize,
     oldest: Option<Instant>,
     abandoned: HashSet<Source>,
+    /// Record keys already committed to `model_source_fields` in this sync: a batch sends only
+    /// the others (usually none after a source's first batch).
+    recorded_fields: HashSet<(Source, String)>,
     limiter: DefaultDirectRateLimiter,
     flush_interval: Duration,
 }
@@ -64,6 +67,7 @@ impl Actor for Writer {
             buffered_records: 0,
             oldest: None,
             abandoned: HashSet::new(),
+            recorded_fields: HashSet::new(),
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
             flush_interval,
         })
@@ -148,8 +152,10 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
         .map(|page| (page.ticket.key, page.models.len() + page.rejects.len()))
         .collect();
     let rows: usize = pages.iter().map(|page| page.models.len()).sum();
-    match write_with_retries(state, &pages).await {
+    let fields = unrecorded_fields(&state.recorded_fields, &pages);
+    match write_with_retries(state, &pages, &fields).await {
         Ok(outcome) => {
+            state.recorded_fields.extend(fields);
             telemetry::writer_batch_committed(rows, started.elapsed());
             for (source, stored) in &outcome.stored {
                 telemetry::models_stored(*source, *stored);
@@ -182,7 +188,23 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
     Ok(())
 }
 
-async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
+/// The record keys of `pages` not yet committed in this sync, each once.
+fn unrecorded_fields(recorded: &HashSet<(Source, String)>, pages: &[PageRows]) -> Vec<(Source, String)> {
+    let mut fields: Vec<(Source, String)> = pages
+        .iter()
+        .flat_map(|page| page.fields.iter().map(|field| (page.ticket.key.source, field.clone())))
+        .filter(|key| !recorded.contains(key))
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
+async fn write_with_retries(
+    state: &WriterState,
+    pages: &[PageRows],
+    fields: &[(Source, String)],
+) -> Result<BatchOutcome, StoreError> {
     let config = &state.args.services.config;
     let mut attempt = 0;
     loop {
@@ -194,6 +216,7 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
             state.args.synced_at,
             &models,
             &rejects,
+            fields,
         )
         .await;
         match result {
@@ -212,7 +235,7 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
             }
             Err(error) if !error.is_transient() && (models.len() > 1 || pages.len() > 1) => {
                 tracing::warn!(%error, "PostgreSQL refused the batch's data; writing row by row to isolate the bad rows");
-                return write_isolating(state, pages).await;
+                return write_isolating(state, pages, fields).await;
             }
             Err(error) => return Err(error),
         }
@@ -221,15 +244,20 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
 
 /// Writes each row in its own transaction; a row PostgreSQL refuses becomes a reject with
 /// the database's reason. Slow, but only used after a batch failed for its data.
-async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
+async fn write_isolating(
+    state: &WriterState,
+    pages: &[PageRows],
+    fields: &[(Source, String)],
+) -> Result<BatchOutcome, StoreError> {
     let database = &state.args.services.database;
     let (sync_id, synced_at) = (state.args.sync_id, state.args.synced_at);
     let mut outcome = BatchOutcome::default();
+    outcome.merge(write_batch(database, sync_id, synced_at, &[], &[], fields).await?);
     for page in pages {
         let rejects: Vec<&Reject> = page.rejects.iter().collect();
-        outcome.merge(write_batch(database, sync_id, synced_at, &[], &rejects).await?);
+        outcome.merge(write_batch(database, sync_id, synced_at, &[], &rejects, &[]).await?);
         for model in &page.models {
-            match write_batch(database, sync_id, synced_at, &[model], &[]).await {
+            match write_batch(database, sync_id, synced_at, &[model], &[], &[]).await {
                 Ok(written) => outcome.merge(written),
                 Err(error) if error.is_transient() => return Err(error),
                 Err(error) => {
@@ -240,7 +268,7 @@ async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<Batc
                         model_id: Some(model.model_id.clone()),
                         raw: model.raw.clone(),
                     };
-                    outcome.merge(write_batch(database, sync_id, synced_at, &[], &[&reject]).await?);
+                    outcome.merge(write_batch(database, sync_id, synced_at, &[], &[&reject], &[]).await?);
                 }
             }
         }

@@ -160,8 +160,16 @@ async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
             for source in &last.sources {
                 if let Some(source_name) = crate::model::Source::parse(&source.source) {
                     telemetry::source_models(source_name, source.models_stored.max(0) as u64);
+                    if let Some(new_fields) = &source.new_fields {
+                        telemetry::source_new_fields(source_name, new_fields.len());
+                    }
                 }
             }
+        }
+    }
+    if let Ok(successes) = syncs::last_success_per_source(&session.database).await {
+        for (source, finished_at) in successes {
+            telemetry::source_succeeded(source, finished_at.timestamp_millis() as f64 / 1000.0);
         }
     }
     Ok(())

@@ -92,17 +92,20 @@ impl BatchOutcome {
     }
 }
 
-/// Writes models and rejects of one sync in a single transaction.
+/// Writes models and rejects of one sync in a single transaction, with the record keys the
+/// drift alarm has not yet seen in this sync (`fields`, see [`crate::store::fields`]).
 pub async fn write_batch(
     database: &Database,
     sync_id: i64,
     synced_at: DateTime<Utc>,
     models: &[&Model],
     rejects: &[&Reject],
+    fields: &[(Source, String)],
 ) -> Result<BatchOutcome, StoreError> {
     let mut client = database.pool.get().await?;
     let transaction = client.transaction().await?;
     let mut outcome = BatchOutcome::default();
+    crate::store::fields::record(&transaction, sync_id, fields).await?;
     if !models.is_empty() && copy_directly(&transaction, sync_id, synced_at, models).await? {
         for model in models {
             *outcome.stored.entry(model.source).or_default() += 1;

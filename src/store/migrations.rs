@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_sources_2026.sql",
         sql: include_str!("../../sql/0003_sources_2026.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_source_fields.sql",
+        sql: include_str!("../../sql/0004_source_fields.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod embedded;
+pub mod fields;
 pub mod migrations;
 pub mod pool;
 pub mod syncs;

@@ -99,7 +99,7 @@ pub async fn finish_source(database: &Database, sync_id: i64, report: &SourceRep
         .execute(
             "UPDATE model_sync_sources
                 SET status = $3, models_fetched = $4, models_stored = $5, models_rejected = $6,
-                    http_requests = $7, bytes = $8, duration_ms = $9, error = $10
+                    http_requests = $7, bytes = $8, duration_ms = $9, error = $10, new_fields = $11
               WHERE sync_id = $1 AND source = $2",
             &[
                 &sync_id,
@@ -112,6 +112,7 @@ pub async fn finish_source(database: &Database, sync_id: i64, report: &SourceRep
                 &report.bytes,
                 &report.duration_ms,
                 &report.error,
+                &report.new_fields,
             ],
         )
         .await?;
@@ -214,7 +215,7 @@ async fn attach_sources(client: &tokio_postgres::Client, syncs: &mut [SyncReport
     let rows = client
         .query(
             "SELECT sync_id, source, status, models_fetched, models_stored, models_rejected,
-                    http_requests, bytes, duration_ms, error
+                    http_requests, bytes, duration_ms, error, new_fields
                FROM model_sync_sources WHERE sync_id = ANY($1) ORDER BY sync_id, source",
             &[&ids],
         )
@@ -232,6 +233,7 @@ async fn attach_sources(client: &tokio_postgres::Client, syncs: &mut [SyncReport
                 bytes: row.get(7),
                 duration_ms: row.get(8),
                 error: row.get(9),
+                new_fields: row.get(10),
             });
         }
     }
@@ -248,4 +250,23 @@ pub async fn last_success_unix(database: &Database) -> Result<Option<f64>, Store
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// When each source last succeeded: the finish of the newest finished sync in which it did.
+/// Sources that never succeeded are absent.
+pub async fn last_success_per_source(database: &Database) -> Result<Vec<(Source, DateTime<Utc>)>, StoreError> {
+    let client = database.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT ss.source, max(s.finished_at)
+               FROM model_sync_sources ss JOIN model_syncs s ON s.id = ss.sync_id
+              WHERE ss.status = 'success' AND s.status <> 'running' AND s.finished_at IS NOT NULL
+              GROUP BY ss.source",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| Some((Source::parse(row.get(0))?, row.get(1))))
+        .collect())
 }

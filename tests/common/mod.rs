@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod evil_server;
 pub mod fixture_server;
 
@@ -140,6 +141,11 @@ pub struct BinaryEnv {
 impl BinaryEnv {
     /// All four sources served by `server` in `ok` mode, fast retries, the whole HF listing.
     pub fn new(db: &TestDb, server: &FixtureServer) -> BinaryEnv {
+        BinaryEnv::with_base_url(db, &server.base_url("ok"))
+    }
+
+    /// All four sources at `base_url` (e.g. an `ApiServer`), fast retries, the whole HF listing.
+    pub fn with_base_url(db: &TestDb, base_url: &str) -> BinaryEnv {
         let mut env = BinaryEnv {
             vars: vec![
                 ("DATABASE_URL".into(), db.url.clone()),
@@ -155,7 +161,7 @@ impl BinaryEnv {
         };
         for source in ["models_dev", "openrouter", "huggingface", "artificial_analysis"] {
             env = env
-                .source(source, "base_url", &server.base_url("ok"))
+                .source(source, "base_url", base_url)
                 .source(source, "requests_per_second", "1000")
                 .source(source, "burst", "1000");
         }
