@@ -919,7 +919,7 @@ async fn note_drift(database: &crate::store::Database, sync_id: i64, source: Sou
         }
     };
     let new_fields = drift.new_fields();
-    if drift.baseline {
+    if drift.baseline && !drift.first_seen.is_empty() {
         tracing::info!(%source, fields = drift.first_seen.len(), "first sync of the source in this database: its record keys are the baseline of the drift alarm");
     } else if !new_fields.is_empty() {
         tracing::warn!(%source, new_fields = %new_fields.join(", "), "the source's records have keys no earlier sync stored");

@@ -5,7 +5,7 @@
 //! refuses for its data is written page by page and row by row, so one bad row becomes one
 //! reject instead of a lost batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,9 +40,9 @@ pub struct WriterState {
     buffered_records: usize,
     oldest: Option<Instant>,
     abandoned: HashSet<Source>,
-    /// Record keys already committed to `model_source_fields` in this sync: a batch sends only
-    /// the others (usually none after a source's first batch).
-    recorded_fields: HashSet<(Source, String)>,
+    /// Record keys already committed to `model_source_fields` in this sync, per source: a
+    /// batch sends only the others (usually none after a source's first batch).
+    recorded_fields: HashMap<Source, HashSet<String>>,
     limiter: DefaultDirectRateLimiter,
     flush_interval: Duration,
 }
@@ -67,7 +67,7 @@ impl Actor for Writer {
             buffered_records: 0,
             oldest: None,
             abandoned: HashSet::new(),
-            recorded_fields: HashSet::new(),
+            recorded_fields: HashMap::new(),
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
             flush_interval,
         })
@@ -152,10 +152,17 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
         .map(|page| (page.ticket.key, page.models.len() + page.rejects.len()))
         .collect();
     let rows: usize = pages.iter().map(|page| page.models.len()).sum();
-    let fields = unrecorded_fields(&state.recorded_fields, &pages);
+    let fields = unrecorded_fields(
+        &state.recorded_fields,
+        pages
+            .iter()
+            .map(|page| (page.ticket.key.source, page.fields.as_slice())),
+    );
     match write_with_retries(state, &pages, &fields).await {
         Ok(outcome) => {
-            state.recorded_fields.extend(fields);
+            for (source, field) in fields {
+                state.recorded_fields.entry(source).or_default().insert(field);
+            }
             telemetry::writer_batch_committed(rows, started.elapsed());
             for (source, stored) in &outcome.stored {
                 telemetry::models_stored(*source, *stored);
@@ -188,16 +195,35 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
     Ok(())
 }
 
-/// The record keys of `pages` not yet committed in this sync, each once.
-fn unrecorded_fields(recorded: &HashSet<(Source, String)>, pages: &[PageRows]) -> Vec<(Source, String)> {
-    let mut fields: Vec<(Source, String)> = pages
-        .iter()
-        .flat_map(|page| page.fields.iter().map(|field| (page.ticket.key.source, field.clone())))
-        .filter(|key| !recorded.contains(key))
-        .collect();
-    fields.sort_unstable();
-    fields.dedup();
-    fields
+/// The most record keys the drift alarm records for one source in one sync. Records have a
+/// few dozen keys; a source that keys its records by data would otherwise add a row (and an
+/// entry in this writer's memory) per record. A thousand new keys is alarm enough.
+const MAX_FIELDS_PER_SOURCE: usize = 1_000;
+
+/// The record keys of the pages (`(source, keys)`) not yet committed in this sync, each once,
+/// within [`MAX_FIELDS_PER_SOURCE`] per source.
+fn unrecorded_fields<'a>(
+    recorded: &HashMap<Source, HashSet<String>>,
+    pages: impl Iterator<Item = (Source, &'a [String])>,
+) -> Vec<(Source, String)> {
+    let mut fresh: BTreeMap<Source, BTreeSet<&'a str>> = BTreeMap::new();
+    for (source, keys) in pages {
+        let known = recorded.get(&source);
+        let room = MAX_FIELDS_PER_SOURCE.saturating_sub(known.map_or(0, HashSet::len));
+        let entry = fresh.entry(source).or_default();
+        for key in keys {
+            if entry.len() >= room {
+                break;
+            }
+            if !known.is_some_and(|known| known.contains(key)) {
+                entry.insert(key);
+            }
+        }
+    }
+    fresh
+        .into_iter()
+        .flat_map(|(source, keys)| keys.into_iter().map(move |key| (source, key.to_string())))
+        .collect()
 }
 
 async fn write_with_retries(
@@ -274,4 +300,47 @@ async fn write_isolating(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn only_keys_not_yet_recorded_are_sent_once_each() {
+        let mut recorded: HashMap<Source, HashSet<String>> = HashMap::new();
+        recorded.insert(Source::OpenRouter, ["id", "name"].map(String::from).into());
+        let first = keys(&["id", "name", "pricing"]);
+        let second = keys(&["id", "pricing", "reasoning"]);
+        let models_dev = keys(&["id"]);
+        let pages = [
+            (Source::OpenRouter, first.as_slice()),
+            (Source::OpenRouter, second.as_slice()),
+            (Source::ModelsDev, models_dev.as_slice()),
+        ];
+        assert_eq!(
+            unrecorded_fields(&recorded, pages.into_iter()),
+            [
+                (Source::ModelsDev, "id".to_string()),
+                (Source::OpenRouter, "pricing".to_string()),
+                (Source::OpenRouter, "reasoning".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_source_records_at_most_max_fields_per_source_in_a_sync() {
+        let mut recorded: HashMap<Source, HashSet<String>> = HashMap::new();
+        recorded.insert(
+            Source::HuggingFace,
+            (0..MAX_FIELDS_PER_SOURCE - 2).map(|i| format!("old_{i}")).collect(),
+        );
+        let page: Vec<String> = (0..10).map(|i| format!("new_{i}")).collect();
+        let fields = unrecorded_fields(&recorded, [(Source::HuggingFace, page.as_slice())].into_iter());
+        assert_eq!(fields.len(), 2);
+    }
 }

@@ -357,6 +357,7 @@ fn to_model(provider_key: &str, model_key: &str, raw: &RawValue, record: &Record
 mod tests {
     use super::*;
     use crate::sources::test_fixtures;
+    use crate::sources::tiers::tests::tier;
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
     use std::str::FromStr;
@@ -506,17 +507,6 @@ mod tests {
         assert_eq!(model.price_tiers, None);
         assert_eq!(model.status, None);
         assert_eq!(model.raw, record);
-    }
-
-    fn tier(min_context_tokens: i64, prices: [Option<&str>; 4]) -> PriceTier {
-        let [input, output, cache_read, cache_write] = prices.map(|price| price.and_then(dec));
-        PriceTier {
-            min_context_tokens,
-            input,
-            output,
-            cache_read,
-            cache_write,
-        }
     }
 
     #[test]

@@ -206,6 +206,7 @@ fn per_million(field: &str, raw: Option<&RawValue>) -> Result<Option<Decimal>, I
 mod tests {
     use super::*;
     use crate::sources::test_fixtures;
+    use crate::sources::tiers::tests::tier;
     use chrono::NaiveDate;
     use std::str::FromStr;
 
@@ -526,17 +527,6 @@ mod tests {
             NaiveDate::from_ymd_opt(2026, 6, 1)
         );
         assert_eq!(find(&page, "openai/gpt-5.4").expires_on, None);
-    }
-
-    fn tier(min_context_tokens: i64, prices: [Option<&str>; 4]) -> PriceTier {
-        let [input, output, cache_read, cache_write] = prices.map(|price| price.and_then(dec));
-        PriceTier {
-            min_context_tokens,
-            input,
-            output,
-            cache_read,
-            cache_write,
-        }
     }
 
     #[test]

@@ -89,27 +89,35 @@ pub fn sorted(field: &str, mut tiers: Vec<PriceTier>) -> Result<Option<Vec<Price
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::str::FromStr;
 
-    fn tier(min_context_tokens: i64) -> PriceTier {
+    /// A tier from decimal texts (input, output, cache read, cache write), for the parsers' tests.
+    pub(crate) fn tier(min_context_tokens: i64, prices: [Option<&str>; 4]) -> PriceTier {
+        let [input, output, cache_read, cache_write] =
+            prices.map(|price| price.map(|text| rust_decimal::Decimal::from_str(text).expect("a decimal")));
         PriceTier {
             min_context_tokens,
-            input: None,
-            output: None,
-            cache_read: None,
-            cache_write: None,
+            input,
+            output,
+            cache_read,
+            cache_write,
         }
+    }
+
+    fn bare(min_context_tokens: i64) -> PriceTier {
+        tier(min_context_tokens, [None; 4])
     }
 
     #[test]
     fn tiers_are_sorted_and_each_start_is_unique() {
         assert_eq!(sorted("t", Vec::new()), Ok(None));
         assert_eq!(
-            sorted("t", vec![tier(1_000_000), tier(200_000)]),
-            Ok(Some(vec![tier(200_000), tier(1_000_000)]))
+            sorted("t", vec![bare(1_000_000), bare(200_000)]),
+            Ok(Some(vec![bare(200_000), bare(1_000_000)]))
         );
-        let error = sorted("cost.tiers", vec![tier(200_000), tier(5), tier(200_000)]).unwrap_err();
+        let error = sorted("cost.tiers", vec![bare(200_000), bare(5), bare(200_000)]).unwrap_err();
         assert_eq!(error.reason, RejectReason::InvalidValue);
         assert_eq!(
             error.detail,

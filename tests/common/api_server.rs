@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use serde_json::Value;
 
-use super::fixture_server::{artificial_analysis_pages, page_of, read_fixture, GONE_BODY};
+use super::fixture_server::{self, artificial_analysis_pages, json, page_of, read_fixture, status, GONE_BODY};
 
 /// How the server deviates from the recordings. Changed between syncs with [`ApiServer::set`].
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ async fn answer(State(state): State<Arc<ServerState>>, request: Request) -> Resp
         }
         "/api/v2/language/models/free" => {
             if request.headers().get("x-api-key").is_none() {
-                return status(StatusCode::UNAUTHORIZED, r#"{"error":"missing x-api-key"}"#.into());
+                return status(StatusCode::UNAUTHORIZED, r#"{"error":"missing x-api-key"}"#);
             }
             if variant.next_elsewhere && query.contains("page=2") {
                 return Response::builder()
@@ -201,48 +201,28 @@ async fn answer(State(state): State<Arc<ServerState>>, request: Request) -> Resp
             }
             match page_of(&payloads.artificial_analysis, &query) {
                 Some(page) => json(page.clone(), None),
-                None => status(StatusCode::NOT_FOUND, r#"{"error":"no such page"}"#.into()),
+                None => status(StatusCode::NOT_FOUND, r#"{"error":"no such page"}"#),
             }
         }
-        "/api/v2/data/llms/models" => status(StatusCode::GONE, GONE_BODY.into()),
+        "/api/v2/data/llms/models" => status(StatusCode::GONE, GONE_BODY),
         "/api/models" => huggingface_page(
             &payloads.huggingface,
             &query,
             variant.next_elsewhere.then_some(&elsewhere),
         ),
-        _ => status(StatusCode::NOT_FOUND, "unknown API path".into()),
+        _ => status(StatusCode::NOT_FOUND, "unknown API path"),
     }
 }
 
-/// `limit` items from the offset `cursor`; the next page's link is host-relative, or absolute
-/// on `elsewhere`.
+/// The fixture server's Hugging Face page at the API's own path; the next page's link is
+/// host-relative, or made absolute on `elsewhere`.
 fn huggingface_page(items: &[Value], query: &str, elsewhere: Option<&String>) -> Response {
-    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let limit: usize = params
-        .get("limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
-        .min(1000);
-    let offset: usize = params.get("cursor").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let end = (offset + limit).min(items.len());
-    let page = &items[offset.min(items.len())..end];
-    let link = (end < items.len()).then(|| {
-        let origin = elsewhere.map(String::as_str).unwrap_or("");
-        format!("<{origin}/api/models?limit={limit}&cursor={end}>; rel=\"next\"")
-    });
-    json(serde_json::to_vec(page).unwrap(), link)
-}
-
-fn json(body: Vec<u8>, link: Option<String>) -> Response {
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json");
-    if let Some(link) = link {
-        response = response.header("link", link);
+    let mut page = fixture_server::huggingface_page(items, "/api/models", query, &HeaderMap::new());
+    if let (Some(origin), Some(link)) = (elsewhere, page.headers().get("link").cloned()) {
+        let relative = link.to_str().expect("an ASCII Link header");
+        let absolute = relative.replacen('<', &format!("<{origin}"), 1);
+        page.headers_mut()
+            .insert("link", HeaderValue::from_str(&absolute).expect("a valid header"));
     }
-    response.body(Body::from(body)).unwrap()
-}
-
-fn status(code: StatusCode, body: String) -> Response {
-    Response::builder().status(code).body(Body::from(body)).unwrap()
+    page
 }

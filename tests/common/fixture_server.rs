@@ -180,7 +180,7 @@ async fn answer(State(state): State<ServerState>, request: Request) -> Response 
 }
 
 /// A page of the listing: `limit` items from `cursor` (an offset here; opaque to clients).
-fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _headers: &HeaderMap) -> Response {
+pub fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _headers: &HeaderMap) -> Response {
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let limit: usize = params
         .get("limit")
@@ -202,7 +202,7 @@ fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _heade
     json(serde_json::to_vec(page).unwrap(), link)
 }
 
-fn json(body: Vec<u8>, link: Option<String>) -> Response {
+pub fn json(body: Vec<u8>, link: Option<String>) -> Response {
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json");
@@ -212,6 +212,6 @@ fn json(body: Vec<u8>, link: Option<String>) -> Response {
     response.body(Body::from(body)).unwrap()
 }
 
-fn status(code: StatusCode, body: &'static str) -> Response {
-    Response::builder().status(code).body(Body::from(body)).unwrap()
+pub fn status(code: StatusCode, body: impl Into<Body>) -> Response {
+    Response::builder().status(code).body(body.into()).unwrap()
 }
