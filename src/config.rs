@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Source;
 
 const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+const DEFAULT_EMBEDDED_DIR: &str = ".model-lens/postgres";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -73,10 +74,15 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Where the embedded cluster lives when `url` is empty.
     pub embedded_dir: PathBuf,
+    /// Where root keeps the default embedded cluster when the `postgres` account cannot enter
+    /// the working folder (root's home, a `mktemp -d` folder): `<this>/<project>-<hash>`.
+    pub embedded_fallback_dir: PathBuf,
     /// Folder holding `initdb` and `postgres` for the embedded cluster; found automatically
     /// (`pg_config --bindir`, `/usr/lib/postgresql/*/bin`, `PATH`) when unset.
     pub postgres_bin_dir: Option<PathBuf>,
     pub pool_size: usize,
+    /// Connections of the separate pool of the unauthenticated probes (`/readyz`, health).
+    pub probe_pool_size: usize,
     pub connect_timeout_secs: u64,
     /// How long a caller waits for a free pooled connection.
     pub pool_wait_timeout_secs: u64,
@@ -89,9 +95,11 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: Secret::default(),
-            embedded_dir: PathBuf::from(".model-lens/postgres"),
+            embedded_dir: PathBuf::from(DEFAULT_EMBEDDED_DIR),
+            embedded_fallback_dir: PathBuf::from("/var/lib/model-lens"),
             postgres_bin_dir: None,
             pool_size: 8,
+            probe_pool_size: 2,
             connect_timeout_secs: 5,
             pool_wait_timeout_secs: 10,
             statement_timeout_secs: 120,
@@ -524,6 +532,9 @@ impl Config {
         if self.database.pool_size < 2 {
             return invalid("database.pool_size must be at least 2".into());
         }
+        if self.database.probe_pool_size == 0 {
+            return invalid("database.probe_pool_size must be at least 1".into());
+        }
         if self.schedule.enabled {
             if let Err(error) = self.schedule.cron.parse::<croner::Cron>() {
                 return invalid(format!(
@@ -542,6 +553,12 @@ impl Config {
 
     pub fn embedded_dir(&self) -> &Path {
         &self.database.embedded_dir
+    }
+
+    /// Whether `embedded_dir` is the built-in default (which, for root in a private folder,
+    /// moves to `embedded_fallback_dir`; a folder chosen explicitly never moves).
+    pub fn embedded_dir_is_default(&self) -> bool {
+        self.database.embedded_dir == Path::new(DEFAULT_EMBEDDED_DIR)
     }
 }
 
