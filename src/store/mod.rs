@@ -7,5 +7,6 @@ pub mod fields;
 pub mod migrations;
 pub mod pool;
 pub mod syncs;
+pub mod tls;
 
 pub use pool::{connect_pool, Database, StoreError};

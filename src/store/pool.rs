@@ -1,19 +1,23 @@
 //! The connection pool, with every timeout set so a dead or stalled database is noticed in
 //! seconds: connect timeout, pool wait/create/recycle timeouts, `statement_timeout` on every
-//! session, and TCP keepalives.
+//! session, and TCP keepalives. Every connection (pooled or dedicated) uses TLS as `sslmode`
+//! says (`src/store/tls.rs`).
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::DatabaseConfig;
+use crate::store::tls::{ConnectionSettings, TlsError, TlsPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid database URL: {0} (check DATABASE_URL)")]
     InvalidUrl(String),
-    #[error("cannot get a database connection: {0}")]
+    #[error("{0} (check DATABASE_URL)")]
+    Tls(#[from] TlsError),
+    #[error("cannot get a database connection: {}", describe_pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe_postgres_error(.0))]
     Postgres(#[from] tokio_postgres::Error),
@@ -41,6 +45,15 @@ impl StoreError {
     }
 }
 
+/// deadpool wraps connection errors whose own text is only "db error" or "error performing TLS
+/// handshake": show the cause.
+fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => describe_postgres_error(error),
+        other => other.to_string(),
+    }
+}
+
 /// tokio-postgres prints only "db error"; show the server's message and SQLSTATE, or the
 /// underlying I/O cause.
 fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
@@ -63,13 +76,15 @@ fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
 pub struct Database {
     pub pool: Pool,
     pub pg_config: tokio_postgres::Config,
+    pub tls_policy: TlsPolicy,
+    tls: MakeRustlsConnect,
 }
 
 impl Database {
     /// A connection outside the pool, whose server session lives exactly as long as the
     /// returned client.
     pub async fn dedicated_connection(&self) -> Result<tokio_postgres::Client, StoreError> {
-        let (client, connection) = self.pg_config.connect(NoTls).await?;
+        let (client, connection) = self.pg_config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "dedicated database connection closed");
@@ -83,38 +98,73 @@ impl Database {
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
+
+    /// A second, small pool to the same database for the unauthenticated probes (`/readyz`, the
+    /// health monitor), so that probes never wait for the writer's connections and a flood of
+    /// probes never takes them. Its sessions are named `model-lens-sync probes`.
+    pub fn probe_database(&self, config: &DatabaseConfig) -> Result<Database, StoreError> {
+        let mut pg_config = self.pg_config.clone();
+        pg_config.application_name(PROBE_APPLICATION_NAME);
+        let pool = build_pool(&pg_config, &self.tls, config.probe_pool_size, config)?;
+        Ok(Database {
+            pool,
+            pg_config,
+            tls_policy: self.tls_policy.clone(),
+            tls: self.tls.clone(),
+        })
+    }
 }
 
+/// `application_name` of the sessions of the worker's main pool and dedicated connections.
+pub const APPLICATION_NAME: &str = "model-lens-sync";
+/// `application_name` of the probe pool's sessions.
+pub const PROBE_APPLICATION_NAME: &str = "model-lens-sync probes";
+
 pub fn connect_pool(url: &str, config: &DatabaseConfig) -> Result<Database, StoreError> {
-    let mut pg_config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|error: tokio_postgres::Error| StoreError::InvalidUrl(error.to_string()))?;
+    let ConnectionSettings {
+        config: mut pg_config,
+        tls: tls_policy,
+    } = ConnectionSettings::parse(url)?;
     pg_config
         .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(config.keepalive_idle_secs))
-        .application_name("model-lens-sync")
+        .application_name(APPLICATION_NAME)
         .options(format!(
             "-c statement_timeout={} -c TimeZone=UTC",
             config.statement_timeout_secs * 1000
         ));
+    let tls = tls_policy.connector()?;
+    let pool = build_pool(&pg_config, &tls, config.pool_size, config)?;
+    Ok(Database {
+        pool,
+        pg_config,
+        tls_policy,
+        tls,
+    })
+}
+
+fn build_pool(
+    pg_config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    size: usize,
+    config: &DatabaseConfig,
+) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         pg_config.clone(),
-        NoTls,
+        tls.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    let wait = Duration::from_secs(config.pool_wait_timeout_secs);
-    let pool = Pool::builder(manager)
-        .max_size(config.pool_size)
+    Pool::builder(manager)
+        .max_size(size)
         .timeouts(Timeouts {
-            wait: Some(wait),
+            wait: Some(Duration::from_secs(config.pool_wait_timeout_secs)),
             create: Some(Duration::from_secs(config.connect_timeout_secs)),
             recycle: Some(Duration::from_secs(config.connect_timeout_secs)),
         })
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
-    Ok(Database { pool, pg_config })
+        .map_err(|error| StoreError::InvalidUrl(error.to_string()))
 }

@@ -7,6 +7,7 @@
 pub mod api_server;
 pub mod evil_server;
 pub mod fixture_server;
+pub mod tls_cluster;
 pub mod worker;
 
 use std::path::PathBuf;
