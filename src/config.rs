@@ -371,6 +371,15 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// How long `serve` lets a running sync finish after SIGTERM before marking it interrupted.
     pub shutdown_grace_secs: u64,
+    /// The whole request head must arrive within this (also the wait for the next request on
+    /// a kept-alive connection): a client that sends headers slowly is cut off.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most; further clients wait until one closes.
+    pub max_connections: usize,
+    /// How long a `/readyz` answer is reused (probes never query the database more often).
+    pub readiness_cache_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -381,6 +390,10 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 64 * 1024,
             shutdown_grace_secs: 25,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 256,
+            readiness_cache_secs: 2,
         }
     }
 }
@@ -531,6 +544,16 @@ impl Config {
         }
         if self.database.pool_size < 2 {
             return invalid("database.pool_size must be at least 2".into());
+        }
+        let http = &self.http;
+        if http.header_read_timeout_secs == 0 || http.idle_timeout_secs == 0 || http.max_connections == 0 {
+            return invalid(
+                "http.header_read_timeout_secs, http.idle_timeout_secs and http.max_connections must be at least 1"
+                    .into(),
+            );
+        }
+        if http.idle_timeout_secs < http.request_timeout_secs {
+            return invalid("http.idle_timeout_secs must be at least http.request_timeout_secs".into());
         }
         if self.database.probe_pool_size == 0 {
             return invalid("database.probe_pool_size must be at least 1".into());

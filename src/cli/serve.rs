@@ -51,7 +51,14 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         },
     )
     .await?;
-    let (health, health_handle) = Actor::spawn(None, HealthMonitor, services.clone()).await?;
+    // Probes and health checks get a small pool of their own: they never wait for the writer's
+    // connections, and unauthenticated probes never take them.
+    let probe_database = database.probe_database(&config.database)?;
+    let health_services = Services {
+        database: probe_database.clone(),
+        ..services.clone()
+    };
+    let (health, health_handle) = Actor::spawn(None, HealthMonitor, health_services).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -63,6 +70,10 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         supervisor: supervisor.clone(),
         health: health.clone(),
         metrics,
+        probes: Arc::new(http::Probes::new(
+            probe_database,
+            Duration::from_secs(config.http.readiness_cache_secs),
+        )),
         started: started.clone(),
     };
     let mut http_stop = stop_rx.clone();
