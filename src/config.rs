@@ -3,7 +3,11 @@
 //! seed (`DATABASE_URL`, `API_RETRY_MS`, `HF_TOKEN`, `OPENROUTER_API_KEY`,
 //! `ARTIFICIAL_ANALYSIS_API_KEY`, `ADMIN_TOKEN`).
 //!
-//! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value.
+//! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value, and no
+//! configuration error ever shows a value (a mistyped secret would be printed otherwise). The
+//! plain secret variables may also come as files of a credentials directory
+//! (`$CREDENTIALS_DIRECTORY/DATABASE_URL`, as systemd's `LoadCredential=` provides them), so that
+//! they need not be in the process environment at all.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +23,25 @@ use crate::model::Source;
 
 const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
 const DEFAULT_EMBEDDED_DIR: &str = ".model-lens/postgres";
+
+/// The plain variables that hold secrets (DESIGN.md §3); also the names of the credential files.
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "DATABASE_URL",
+    "ADMIN_TOKEN",
+    "HF_TOKEN",
+    "OPENROUTER_API_KEY",
+    "ARTIFICIAL_ANALYSIS_API_KEY",
+];
+
+/// Whether a dotted key (`http.admin_token`) holds a secret: its value is taken verbatim from
+/// the environment (never read as a number: `0123` stays `0123`) and never printed.
+fn is_secret_key(path: &str) -> bool {
+    path == "database.url"
+        || path == "http.admin_token"
+        || path
+            .strip_prefix("sources.")
+            .is_some_and(|rest| rest.ends_with(".api_key"))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -471,15 +494,18 @@ impl Config {
                 continue;
             }
             let path = path.to_ascii_lowercase().replace("__", ".");
-            let value: figment::value::Value = value
-                .parse()
-                .map_err(|_| ConfigError::Invalid(format!("{key} has an unreadable value")))?;
+            let value: figment::value::Value = if is_secret_key(&path) {
+                value.clone().into()
+            } else {
+                value
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("{key} has an unreadable value")))?
+            };
             figment = figment.merge((path, value));
         }
-        let mut config: Config = figment
-            .extract()
-            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
-        config.apply_plain_variables(env)?;
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        let env = with_credentials(env)?;
+        config.apply_plain_variables(&env)?;
         config.validate()?;
         Ok(config)
     }
@@ -522,10 +548,10 @@ impl Config {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         for source in Source::ALL {
             let config = self.sources.get(source);
+            // The value is not shown: a URL may carry credentials.
             if config.enabled && url::Url::parse(&config.base_url).is_err() {
                 return invalid(format!(
-                    "sources.{source}.base_url {:?} is not an absolute URL",
-                    config.base_url
+                    "sources.{source}.base_url is not an absolute URL (scheme and host, e.g. https://huggingface.co)"
                 ));
             }
             if config.requests_per_second == 0 {
@@ -585,6 +611,88 @@ impl Config {
     }
 }
 
+/// The environment plus, for each secret variable that is unset or empty, the content of the
+/// file of that name in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), trailing newlines
+/// trimmed.
+fn with_credentials(env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut env = env.clone();
+    let Some(dir) = env.get("CREDENTIALS_DIRECTORY").filter(|dir| !dir.is_empty()).cloned() else {
+        return Ok(env);
+    };
+    for name in SECRET_VARIABLES {
+        if env.get(name).is_some_and(|value| !value.is_empty()) {
+            continue;
+        }
+        let path = Path::new(&dir).join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(value) => {
+                env.insert(name.to_string(), value.trim_end_matches(['\r', '\n']).to_string());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(ConfigError::Invalid(format!(
+                    "cannot read the credential {} ({error})",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// figment's own messages include the offending value (`found unsigned int `831200994455``),
+/// which for a secret key is the secret. This says which key, what was expected and what kind
+/// of value was found, never the value.
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|error| {
+            let key = if error.path.is_empty() {
+                "the configuration".to_string()
+            } else {
+                error.path.join(".")
+            };
+            let problem = match &error.kind {
+                Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                    format!("expected {expected}, found {}", kind_of_value(actual))
+                }
+                Kind::InvalidLength(_, expected) => format!("expected {expected}"),
+                Kind::UnknownVariant(_, expected) => format!("expected one of: {}", expected.join(", ")),
+                Kind::UnknownField(field, _) => format!("unknown key {field}"),
+                Kind::MissingField(field) => format!("missing key {field}"),
+                Kind::DuplicateField(field) => format!("duplicate key {field}"),
+                Kind::Message(message) if !is_secret_key(&key) => message.clone(),
+                _ => "invalid value".to_string(),
+            };
+            let origin = error
+                .metadata
+                .as_ref()
+                .and_then(|metadata| metadata.source.as_ref())
+                .map(|source| format!(" (in {source})"))
+                .unwrap_or_default();
+            format!("{key}: {problem}{origin}")
+        })
+        .collect();
+    ConfigError::Invalid(messages.join("; "))
+}
+
+/// The kind of a value, without the value.
+fn kind_of_value(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map | Actual::NewtypeStruct => "a table",
+        _ => "another kind of value",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +743,73 @@ mod tests {
         for secret in ["hunter2", "aa-secret-key", "admin-secret"] {
             assert!(!printed.contains(secret), "{secret} leaked in Debug output");
         }
+    }
+
+    #[test]
+    fn numeric_secrets_are_kept_verbatim_from_the_environment() {
+        let config = Config::load_from(&env(&[
+            ("MODEL_LENS_HTTP__ADMIN_TOKEN", "831200994455"),
+            ("MODEL_LENS_SOURCES__HUGGINGFACE__API_KEY", "0123"),
+            ("MODEL_LENS_DATABASE__URL", "1e5"),
+        ]))
+        .unwrap();
+        assert_eq!(config.http.admin_token.expose(), "831200994455");
+        assert_eq!(config.sources.huggingface.api_key.expose(), "0123");
+        assert_eq!(config.database.url.expose(), "1e5");
+    }
+
+    #[test]
+    fn configuration_errors_never_print_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[http]\nadmin_token = 831200994455\n[sources.openrouter]\napi_key = 5550123467\n",
+        )
+        .unwrap();
+        let error = Config::load_from(&env(&[("MODEL_LENS_CONFIG", file.to_str().unwrap())])).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("http.admin_token"), "{text}");
+        assert!(text.contains("expected a string, found an integer"), "{text}");
+        for secret in ["831200994455", "5550123467"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        // Wrong types and values of other keys: the key is named, the value is not.
+        for (key, value) in [
+            ("MODEL_LENS_HTTP__LISTEN", "831200994455"),
+            ("MODEL_LENS_HTTP__LISTEN", "secret-host-7731:99"),
+            ("MODEL_LENS_WRITER__BATCH_SIZE", "seven-7731"),
+            ("MODEL_LENS_LOGGING__FORMAT", "xml-7731"),
+            ("MODEL_LENS_SOURCES__HUGGINGFACE__BASE_URL", "hf-token-7731@no-scheme"),
+        ] {
+            let error = Config::load_from(&env(&[(key, value)])).unwrap_err().to_string();
+            let expected_key = key
+                .trim_start_matches("MODEL_LENS_")
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            assert!(error.contains(&expected_key), "{key}: {error}");
+            assert!(
+                !error.contains("7731") && !error.contains("831200994455"),
+                "{key}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_may_come_from_a_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DATABASE_URL"), "postgres://u:p@db/app\n").unwrap();
+        std::fs::write(dir.path().join("ADMIN_TOKEN"), "from-a-file").unwrap();
+        let credentials = dir.path().to_str().unwrap();
+        let config = Config::load_from(&env(&[
+            ("CREDENTIALS_DIRECTORY", credentials),
+            ("ADMIN_TOKEN", "from-the-environment"),
+        ]))
+        .unwrap();
+        assert_eq!(config.database.url.expose(), "postgres://u:p@db/app");
+        // A variable that is set wins over the file.
+        assert_eq!(config.http.admin_token.expose(), "from-the-environment");
+        assert!(config.sources.huggingface.api_key.is_empty());
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::store::tls::{ConnectionSettings, TlsError, TlsPolicy};
 pub enum StoreError {
     #[error("invalid database URL: {0} (check DATABASE_URL)")]
     InvalidUrl(String),
-    #[error("{0} (check DATABASE_URL)")]
-    Tls(#[from] TlsError),
+    /// A DATABASE_URL that cannot be parsed or a TLS setup that fails (never shows the URL).
+    #[error("{0}")]
+    Tls(TlsError),
     #[error("cannot get a database connection: {}", describe_pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe_postgres_error(.0))]
@@ -124,7 +125,7 @@ pub fn connect_pool(url: &str, config: &DatabaseConfig) -> Result<Database, Stor
     let ConnectionSettings {
         config: mut pg_config,
         tls: tls_policy,
-    } = ConnectionSettings::parse(url)?;
+    } = ConnectionSettings::parse(url).map_err(StoreError::Tls)?;
     pg_config
         .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
         .keepalives(true)
@@ -134,7 +135,7 @@ pub fn connect_pool(url: &str, config: &DatabaseConfig) -> Result<Database, Stor
             "-c statement_timeout={} -c TimeZone=UTC",
             config.statement_timeout_secs * 1000
         ));
-    let tls = tls_policy.connector()?;
+    let tls = tls_policy.connector().map_err(StoreError::Tls)?;
     let pool = build_pool(&pg_config, &tls, config.pool_size, config)?;
     Ok(Database {
         pool,

@@ -78,7 +78,7 @@ pub enum Roots {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("invalid TLS setting in DATABASE_URL: {0}")]
+    #[error("invalid DATABASE_URL: {0}")]
     Invalid(String),
     #[error("cannot read sslrootcert {path}: {reason}")]
     RootCertificate { path: PathBuf, reason: String },
@@ -209,9 +209,9 @@ impl ConnectionSettings {
     /// never contains the connection string (it may hold a password).
     pub fn parse(url: &str) -> Result<ConnectionSettings, TlsError> {
         let (rest, options) = take_tls_options(url)?;
-        let mut config: tokio_postgres::Config = rest.parse().map_err(|error: tokio_postgres::Error| {
-            TlsError::Invalid(format!("the connection string is not valid: {error}"))
-        })?;
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|error: tokio_postgres::Error| TlsError::Invalid(error.to_string()))?;
         let tls = TlsPolicy::from_options(options.sslmode.as_deref(), options.sslrootcert.as_deref())?;
         let only_unix_sockets =
             config.get_hosts().iter().all(|host| matches!(host, Host::Unix(_))) && !config.get_hosts().is_empty();
