@@ -58,17 +58,41 @@ pub async fn migrate(database: &Database) -> Result<Vec<&'static str>, StoreErro
 }
 
 async fn create_table_and_apply(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS model_lens_migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                checksum   text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
-        .await?;
+    // Only when missing: the runtime role (docs/operations.md, "Database roles") may not create
+    // anything, and an up-to-date database needs no DDL at all.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('model_lens_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS model_lens_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await
+            .map_err(|error| explain_privileges("cannot create model_lens_migrations", error))?;
+    }
     apply_missing(client).await
+}
+
+/// A migration refused for lack of privileges is a deployment mistake with a known fix.
+fn explain_privileges(what: &str, error: tokio_postgres::Error) -> StoreError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+        return StoreError::Migration(format!(
+            "{what}: this database role may not change the schema ({}); run `model-lens-sync migrate` \
+             with the migration owner's DATABASE_URL first (docs/operations.md, \"Database roles\")",
+            error
+                .as_db_error()
+                .map(|db| db.message())
+                .unwrap_or("permission denied")
+        ));
+    }
+    StoreError::from(error)
 }
 
 async fn apply_missing(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
@@ -90,10 +114,16 @@ async fn apply_missing(client: &mut tokio_postgres::Client) -> Result<Vec<&'stat
             continue;
         }
         let transaction = client.transaction().await?;
-        transaction
-            .batch_execute(migration.sql)
-            .await
-            .map_err(|error| StoreError::Migration(format!("migration {} failed: {error}", migration.name)))?;
+        transaction.batch_execute(migration.sql).await.map_err(|error| {
+            if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                return explain_privileges(&format!("migration {} failed", migration.name), error);
+            }
+            StoreError::Migration(format!(
+                "migration {} failed: {}",
+                migration.name,
+                StoreError::from(error)
+            ))
+        })?;
         transaction
             .execute(
                 "INSERT INTO model_lens_migrations (version, name, checksum) VALUES ($1, $2, $3)",
