@@ -9,9 +9,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::worker::free_port;
 use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
 use model_lens_sync::telemetry::{
     ALL_METRICS, SOURCE_FETCH_DURATION_SECONDS, SYNC_DURATION_SECONDS, WRITER_BATCH_DURATION_SECONDS, WRITER_BATCH_ROWS,
@@ -45,17 +45,8 @@ impl Worker {
     /// Starts `serve` without waiting for anything.
     fn spawn(env: &BinaryEnv) -> Worker {
         let port = free_port();
-        let env = env.clone().set("MODEL_LENS_HTTP__LISTEN", &format!("127.0.0.1:{port}"));
-        let log_dir = tempfile::tempdir().expect("a temporary directory");
-        let log_path = log_dir.path().join("serve.log");
-        let log = std::fs::File::create(&log_path).expect("create the worker's log file");
-        let child = env
-            .command(&["serve"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
+        let (child, log_path, log_dir) =
+            common::worker::spawn_serve(env, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .no_proxy()
@@ -72,26 +63,8 @@ impl Worker {
 
     /// Polls `path` until it answers 200; fails if the process exits or time runs out.
     async fn wait_for(&mut self, path: &str) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the worker") {
-                panic!("serve exited ({status}) before {path} answered 200");
-            }
-            let answer = self
-                .http
-                .get(self.url(path))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} did not answer 200 within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = self.url(path);
+        common::worker::wait_until_ok(&mut self.child, &url, READY_TIMEOUT).await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -189,12 +162,6 @@ impl Drop for Worker {
             eprintln!("--- serve log ({})\n{}", self.base_url, self.log());
         }
     }
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("a local address").port()
 }
 
 /// The environment every worker test starts from: no schedule (a test must not meet 02:00 UTC).

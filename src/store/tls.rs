@@ -138,20 +138,18 @@ impl TlsPolicy {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|error| TlsError::Setup(error.to_string()))?;
-        let config = match self.mode {
-            SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptionOnly { provider }))
-                .with_no_client_auth(),
-            SslMode::VerifyCa => {
-                let webpki = self.webpki_verifier(provider)?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyHostName { webpki }))
-                    .with_no_client_auth()
+        let webpki = match self.mode {
+            SslMode::Disable | SslMode::Prefer | SslMode::Require => None,
+            SslMode::VerifyCa => Some(self.webpki_verifier(provider.clone())?),
+            SslMode::VerifyFull => {
+                let config = builder.with_root_certificates(self.root_store()?).with_no_client_auth();
+                return Ok(MakeRustlsConnect::new(config));
             }
-            SslMode::VerifyFull => builder.with_root_certificates(self.root_store()?).with_no_client_auth(),
         };
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly { provider, webpki }))
+            .with_no_client_auth();
         Ok(MakeRustlsConnect::new(config))
     }
 
@@ -343,23 +341,35 @@ fn key_value_pairs(text: &str) -> Result<Vec<(&str, String, &str)>, TlsError> {
     Ok(pairs)
 }
 
-/// `prefer` and `require` without a root certificate: encrypted, the server not authenticated
-/// (libpq's behaviour). The handshake signatures are still checked.
+/// The server-certificate check of one policy. `webpki` is `None` for `prefer` and `require`
+/// without a root certificate: encrypted, the server not authenticated (libpq's behaviour).
+/// With it (`verify-ca`), the chain must lead to a trusted root while the name in the
+/// certificate may differ from the host. The handshake signatures are checked either way.
 #[derive(Debug)]
-struct EncryptionOnly {
+struct ChainOnly {
     provider: Arc<CryptoProvider>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
 }
 
-impl ServerCertVerifier for EncryptionOnly {
+impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // webpki checks the chain first and the name last, so a name error means the chain is good.
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -382,57 +392,6 @@ impl ServerCertVerifier for EncryptionOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted root; the name in the certificate may differ
-/// from the host connected to.
-#[derive(Debug)]
-struct AnyHostName {
-    webpki: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for AnyHostName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain first and the name last, so a name error means the chain is good.
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
     }
 }
 

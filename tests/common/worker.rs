@@ -29,17 +29,7 @@ impl ServeProcess {
 
     /// Starts `serve` listening on `listen`, without waiting.
     pub fn spawn(env: &BinaryEnv, listen: SocketAddr) -> ServeProcess {
-        let env = env.clone().set("MODEL_LENS_HTTP__LISTEN", &listen.to_string());
-        let log_dir = tempfile::tempdir().expect("a temporary directory");
-        let log_path = log_dir.path().join("serve.log");
-        let log = std::fs::File::create(&log_path).expect("create the worker's log file");
-        let child = env
-            .command(&["serve"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
+        let (child, log_path, log_dir) = spawn_serve(env, listen);
         ServeProcess {
             child,
             addr: listen,
@@ -65,26 +55,8 @@ impl ServeProcess {
 
     /// Polls `/readyz` until it answers 200; fails if the process exits or time runs out.
     pub async fn wait_ready(&mut self) {
-        let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the worker") {
-                panic!("serve exited ({status}) before it was ready:\n{}", self.log());
-            }
-            let answer = client
-                .get(self.url("/readyz"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/readyz did not answer 200 within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = self.url("/readyz");
+        wait_until_ok(&mut self.child, &url, READY_TIMEOUT).await;
     }
 
     pub fn log(&self) -> String {
@@ -97,6 +69,40 @@ impl Drop for ServeProcess {
         if std::thread::panicking() {
             eprintln!("--- serve log ({})\n{}", self.addr, self.log());
         }
+    }
+}
+
+/// Starts `serve` on `listen` with its output in a log file of a new temporary folder; returns
+/// the process, the log's path and the folder (which lives as long as the caller keeps it).
+pub fn spawn_serve(env: &BinaryEnv, listen: SocketAddr) -> (tokio::process::Child, PathBuf, tempfile::TempDir) {
+    let env = env.clone().set("MODEL_LENS_HTTP__LISTEN", &listen.to_string());
+    let log_dir = tempfile::tempdir().expect("a temporary directory");
+    let log_path = log_dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("create the worker's log file");
+    let child = env
+        .command(&["serve"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("the binary starts");
+    (child, log_path, log_dir)
+}
+
+/// Polls `url` until it answers 200; panics if `child` exits first or `limit` passes.
+pub async fn wait_until_ok(child: &mut tokio::process::Child, url: &str, limit: Duration) {
+    let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the worker") {
+            panic!("serve exited ({status}) before {url} answered 200");
+        }
+        let answer = client.get(url).timeout(Duration::from_secs(2)).send().await;
+        if answer.is_ok_and(|response| response.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer 200 within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
