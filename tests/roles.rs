@@ -140,6 +140,33 @@ async fn the_owner_migrates_and_the_runtime_role_syncs_without_schema_rights() {
     );
     // Running the script again changes nothing and fails on nothing.
     run_roles_script(&legacy).await;
+
+    // The compose stack's init script: the same SQL through psql, then the two passwords.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/postgres/initdb/10-model-lens-roles.sh"
+    );
+    let init = tokio::process::Command::new("bash")
+        .arg(script)
+        .env("POSTGRES_USER", "postgres")
+        .env("POSTGRES_DB", &legacy.url)
+        .env(
+            "MODEL_LENS_ROLES_SQL",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/postgres/roles.sql"),
+        )
+        .env("MODEL_LENS_OWNER_PASSWORD", "owner-password-for-tests")
+        .env("MODEL_LENS_APP_PASSWORD", "app-password-for-tests")
+        .output()
+        .await
+        .expect("bash runs the init script (psql comes with the PostgreSQL packages)");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let with_passwords = legacy
+        .count(
+            "SELECT count(*) FROM pg_authid WHERE rolname IN ('model_lens_owner', 'model_lens_app')
+               AND rolpassword LIKE 'SCRAM-SHA-256$%'",
+        )
+        .await;
+    assert_eq!(with_passwords, 2, "both roles got a (hashed) password");
 }
 
 /// `model_lens_reader` is NOLOGIN (granted to people's roles): log in as a member of it.
