@@ -64,6 +64,7 @@ impl Actor for HealthMonitor {
 }
 
 async fn evaluate(state: &mut HealthState) {
+    crate::faults::maybe_panic("health_evaluate");
     let report = health::check(
         &state.services.database,
         &state.services.config.health,

@@ -190,6 +190,7 @@ impl Actor for Supervisor {
 async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, state: &mut SupervisorState) {
     match message {
         SupervisorMsg::ForceSync { trigger, reply } => {
+            crate::faults::maybe_panic("supervisor_force_sync");
             let outcome = start_sync(myself, state, trigger).await;
             if let ForceSyncOutcome::Failed(error) = &outcome {
                 tracing::error!(%error, "could not start a sync");

@@ -57,6 +57,7 @@ impl Actor for Writer {
         myself: ActorRef<WriterMsg>,
         args: WriterArgs,
     ) -> Result<WriterState, ActorProcessingErr> {
+        crate::faults::maybe_panic("writer_start");
         let writer_config = &args.services.config.writer;
         let per_second = NonZeroU32::new(writer_config.max_batches_per_second).unwrap_or(NonZeroU32::MIN);
         let flush_interval = Duration::from_millis(writer_config.flush_interval_ms.max(1));
@@ -113,6 +114,7 @@ impl Actor for Writer {
                     myself.send_after(state.flush_interval, || WriterMsg::FlushTick);
                 }
                 WriterMsg::Drain => {
+                    crate::faults::maybe_hang("writer_drain").await;
                     flush(state).await?;
                     state.args.supervisor.cast(SupervisorMsg::WriterDrained {
                         sync_id: state.args.sync_id,

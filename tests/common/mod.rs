@@ -7,6 +7,7 @@
 pub mod api_server;
 pub mod evil_server;
 pub mod fixture_server;
+pub mod scripted_server;
 pub mod tls_cluster;
 pub mod worker;
 
@@ -19,6 +20,7 @@ use model_lens_sync::store::embedded::EmbeddedPostgres;
 use tokio::sync::OnceCell;
 
 pub use fixture_server::{read_fixture, FixtureServer};
+pub use scripted_server::ScriptedServer;
 
 static CLUSTER: OnceCell<(Option<EmbeddedPostgres>, String)> = OnceCell::const_new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -256,5 +258,19 @@ pub fn fixture_records(source: &str) -> i64 {
         .map(|page| value(page)["data"].as_array().unwrap().len() as i64)
         .sum(),
         other => panic!("unknown source {other}"),
+    }
+}
+
+/// The records of the Hugging Face fixture, to script listings with.
+pub fn huggingface_items() -> Vec<serde_json::Value> {
+    serde_json::from_slice(&read_fixture("hf_models.json")).expect("hf_models.json is a JSON array")
+}
+
+/// Polls `sql` (one bigint) until it is non-zero, at most `timeout_secs`.
+pub async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout_secs);
+    while db.try_count(sql).await.unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
