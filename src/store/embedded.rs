@@ -188,7 +188,9 @@ impl EmbeddedPostgres {
         bin_dir: Option<&Path>,
         options: &ServerOptions,
     ) -> Result<EmbeddedPostgres, EmbeddedError> {
-        let bin = find_binaries(bin_dir)?;
+        // `pg_config` and `initdb` are processes we wait for: off the async threads.
+        let configured = bin_dir.map(Path::to_path_buf);
+        let bin = blocking(move || find_binaries(configured.as_deref())).await?;
         let owner = server_account()?;
         if let Some(account) = &owner {
             let absolute = std::path::absolute(dir).map_err(|error| EmbeddedError::Io {
@@ -200,7 +202,8 @@ impl EmbeddedPostgres {
         let (root, root_fd) = open_cluster_root(dir, owner.as_ref())?;
         let data = root.join("data");
         if !data.join("PG_VERSION").exists() {
-            initdb(&bin, &data, owner.as_ref())?;
+            let (bin, data, owner) = (bin.clone(), data.clone(), owner.clone());
+            blocking(move || initdb(&bin, &data, owner.as_ref())).await?;
         }
         let log = open_log(&root_fd, &root, owner.as_ref())?;
         let log_path = root.join(LOG_FILE);
@@ -302,6 +305,15 @@ impl Drop for EmbeddedPostgres {
             keeper.stop(Signal::SIGINT);
         }
     }
+}
+
+/// Runs blocking work (waiting for a process) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EmbeddedError> + Send + 'static,
+) -> Result<T, EmbeddedError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| EmbeddedError::StartFailed(format!("a blocking step panicked: {error}")))?
 }
 
 fn stop_child(mut child: Child, signal: Signal) {
