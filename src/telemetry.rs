@@ -72,7 +72,7 @@ pub const RETRY_REASONS: [&str; 7] = [
     "status_5xx",
 ];
 /// Actor kinds as labels of `model_lens_actor_restarts_total`.
-pub const ACTOR_KINDS: [&str; 4] = ["fetcher", "transformer", "writer", "health"];
+pub const ACTOR_KINDS: [&str; 3] = ["fetcher", "transformer", "writer"];
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,

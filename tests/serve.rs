@@ -820,3 +820,48 @@ async fn a_crashed_writer_is_restarted_counted_and_the_sync_still_succeeds() {
         .sum();
     assert_eq!((stored, distinct), (expected, expected));
 }
+
+#[tokio::test]
+async fn a_dead_supervisor_or_health_monitor_makes_serve_exit_with_a_failure() {
+    let server = FixtureServer::start().await;
+    for fault in ["supervisor_force_sync", "health_evaluate=3"] {
+        let db = TestDb::create().await;
+        let env = worker_env(&db, &server)
+            .set("MODEL_LENS_FAULTS", fault)
+            .set("MODEL_LENS_HEALTH__INTERVAL_SECS", "1");
+        let mut worker = Worker::spawn(&env);
+        if fault.starts_with("supervisor") {
+            worker.wait_for("/readyz").await;
+            let (status, body) = worker.force_sync(None).await;
+            assert_eq!(status, 503, "{fault}: {body}");
+        }
+        // A worker without its supervisor or health monitor would answer its probes and drop
+        // every trigger: it exits with a failure so that its service manager restarts it.
+        let code = worker.exit_code_within(Duration::from_secs(60)).await;
+        assert_ne!(code, 0, "{fault}: {}", worker.log());
+        assert!(worker.log().contains("injected fault"), "{fault}: {}", worker.log());
+    }
+}
+
+#[tokio::test]
+async fn the_health_report_is_evaluated_once_per_interval_not_once_per_request() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_HEALTH__INTERVAL_SECS", "3600")
+        .set("MODEL_LENS_LOGGING__DIR", logs.path().to_str().unwrap());
+    let mut worker = Worker::start(&env).await;
+    for _ in 0..5 {
+        let (status, body) = worker.get("/api/health", None).await;
+        assert_eq!(status, 503, "no sync yet: {body}");
+    }
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(worker.exit_code_within(Duration::from_secs(30)).await, 0);
+    let health_log = std::fs::read_to_string(logs.path().join("health.log")).expect("logs/health.log");
+    let warnings = health_log
+        .lines()
+        .filter(|line| line.contains("health check failing") && line.contains("has_successful_sync"))
+        .count();
+    assert_eq!(warnings, 1, "one evaluation, one warning:\n{health_log}");
+}

@@ -36,11 +36,18 @@ pub struct AppState {
     /// Set once the database is migrated and interrupted syncs are recovered; until then
     /// `/readyz` is 503 and forced syncs are refused.
     pub started: Arc<AtomicBool>,
+    /// Cleared when a core actor (supervisor, health monitor) has died: `/healthz` and
+    /// `/readyz` say 503 while the worker exits to be restarted.
+    pub alive: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 }
 

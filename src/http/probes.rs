@@ -64,13 +64,23 @@ impl Probes {
     }
 }
 
-/// The process is up and serving HTTP.
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// The process is up and serving HTTP, with its core actors alive.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if !state.is_alive() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not healthy: a core actor stopped; the worker is exiting to be restarted\n",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 /// Ready when PostgreSQL answers and every migration of this binary is applied.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.is_alive() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: a core actor stopped\n").into_response();
+    }
     if !state.is_started() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -20,6 +20,7 @@ use model_lens_sync::store::embedded::EmbeddedPostgres;
 use tokio::sync::OnceCell;
 
 pub use fixture_server::{read_fixture, FixtureServer};
+#[allow(unused_imports)]
 pub use scripted_server::ScriptedServer;
 
 static CLUSTER: OnceCell<(Option<EmbeddedPostgres>, String)> = OnceCell::const_new();

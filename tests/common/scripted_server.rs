@@ -54,7 +54,9 @@ impl ScriptedServer {
     pub async fn start() -> ScriptedServer {
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(answer).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
         let addr = listener.local_addr().expect("a local address");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("the scripted server runs");
