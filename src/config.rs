@@ -139,9 +139,13 @@ pub struct SyncConfig {
     /// Pages a fetcher may have in flight (fetched but not yet committed): the memory bound.
     pub max_pages_in_flight: usize,
     /// A crashed fetcher, transformer or writer is restarted at most this many times within
-    /// `restart_window_secs`; then its source (or, for the writer, the sync) fails.
+    /// `restart_window_secs`; then its source (or, for the writer, every unfinished source)
+    /// fails. Each actor has its own count.
     pub max_restarts: usize,
     pub restart_window_secs: u64,
+    /// How often the sync lock's session is asked for a sign of life, and how long a lost lock
+    /// is tried to be taken back before the sync is interrupted.
+    pub lock_check_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -151,6 +155,7 @@ impl Default for SyncConfig {
             max_pages_in_flight: 8,
             max_restarts: 3,
             restart_window_secs: 60,
+            lock_check_secs: 5,
         }
     }
 }
@@ -179,6 +184,13 @@ impl Default for WriterConfig {
             max_retries: 8,
             retry_base_ms: 500,
         }
+    }
+}
+
+impl WriterConfig {
+    /// The wait between attempts of a database write (batches and bookkeeping).
+    pub fn retry_backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff::new(Duration::from_millis(self.retry_base_ms), Duration::from_secs(30))
     }
 }
 

@@ -6,10 +6,9 @@
 //!
 //! Points: `fetcher_page` (a fetcher, before fetching a page), `transformer_page` (a transformer,
 //! on receiving a page), `parser` (inside a parse, off the async threads), `writer_batch` (the
-//! writer, before committing a batch), `writer_start` (a writer starting), `writer_drain` (the
-//! writer, asked to drain; panics or hangs), `supervisor_force_sync` (the supervisor, on a
-//! trigger), `health_evaluate` (the health monitor, before an evaluation). A point may be narrowed
-//! to one source: `fetcher_page:huggingface=always`.
+//! writer, before committing a batch; panics or hangs), `writer_start` (a writer starting),
+//! `supervisor_force_sync` (the supervisor, on a trigger), `health_evaluate` (the health monitor,
+//! before an evaluation). A point may be narrowed to one source: `fetcher_page:huggingface=always`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,8 +80,8 @@ pub fn maybe_panic(point: &str) {
     }
 }
 
-/// Waits forever if the fault plan says `point=hang` (a stuck database call, a peer that never
-/// answers); otherwise like [`maybe_panic`].
+/// Waits forever if the fault plan says `point=hang` (like a database call that never returns);
+/// otherwise like [`maybe_panic`].
 pub async fn maybe_hang(point: &str) {
     if !ARMED.load(Ordering::Relaxed) {
         return;

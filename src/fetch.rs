@@ -6,16 +6,17 @@
 //! shorter page.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{NaiveDate, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK, RETRY_AFTER};
 use reqwest::StatusCode;
 
+use crate::backoff::Backoff;
 use crate::config::{ApiConfig, SourceConfig};
 use crate::model::Source;
 use crate::sources::pagination::same_origin;
@@ -106,12 +107,27 @@ pub struct HttpFetcher {
     max_retries: u32,
     max_response_bytes: u64,
     daily_budget: u64,
-    retry_base: Duration,
-    max_retry_delay: Duration,
+    backoff: Backoff,
     max_retry_after: Duration,
-    /// Statistics for the source's report.
-    pub requests: u64,
-    pub bytes: u64,
+    traffic: Arc<Traffic>,
+}
+
+/// Requests sent and bytes received for one source in one sync. Shared with the supervisor,
+/// so the attempts of a fetcher that crashed or was killed still count.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Traffic {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl HttpFetcher {
@@ -120,6 +136,7 @@ impl HttpFetcher {
         config: &SourceConfig,
         api: &ApiConfig,
         budgets: Arc<DailyBudgets>,
+        traffic: Arc<Traffic>,
     ) -> Result<HttpFetcher, FetchError> {
         let mut headers = HeaderMap::new();
         if !config.api_key.is_empty() {
@@ -156,11 +173,12 @@ impl HttpFetcher {
             max_retries: config.max_retries,
             max_response_bytes: config.max_response_bytes,
             daily_budget: config.daily_request_budget,
-            retry_base: Duration::from_millis(api.retry_ms),
-            max_retry_delay: Duration::from_millis(api.max_retry_delay_ms),
+            backoff: Backoff::new(
+                Duration::from_millis(api.retry_ms),
+                Duration::from_millis(api.max_retry_delay_ms),
+            ),
             max_retry_after: Duration::from_secs(api.max_retry_after_secs),
-            requests: 0,
-            bytes: 0,
+            traffic,
         })
     }
 
@@ -174,11 +192,13 @@ impl HttpFetcher {
                     budget: self.daily_budget,
                 });
             }
-            self.requests += 1;
+            self.traffic.requests.fetch_add(1, Ordering::Relaxed);
             match self.attempt(url).await {
                 Ok(fetched) => {
                     telemetry::source_request(self.source, "success");
-                    self.bytes += fetched.body.len() as u64;
+                    self.traffic
+                        .bytes
+                        .fetch_add(fetched.body.len() as u64, Ordering::Relaxed);
                     return Ok(fetched);
                 }
                 Err(failure) if failure.transient && attempt < self.max_retries => {
@@ -216,12 +236,7 @@ impl HttpFetcher {
         if let Some(wait) = retry_after {
             return wait.min(self.max_retry_after);
         }
-        let ceiling = self
-            .retry_base
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(self.max_retry_delay);
-        let millis = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
-        Duration::from_millis(millis)
+        self.backoff.jittered(attempt)
     }
 
     async fn attempt(&self, url: &str) -> Result<Fetched, AttemptError> {

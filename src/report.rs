@@ -134,6 +134,9 @@ pub struct SourceReport {
     pub models_fetched: i64,
     pub models_stored: i64,
     pub models_rejected: i64,
+    /// Records identical to one already stored or quarantined in this sync (`None`: a sync
+    /// recorded before duplicates were counted). fetched = stored + rejected + duplicates.
+    pub models_duplicates: Option<i64>,
     pub http_requests: i64,
     pub bytes: i64,
     pub duration_ms: Option<i64>,
@@ -152,6 +155,7 @@ impl SourceReport {
             models_fetched: 0,
             models_stored: 0,
             models_rejected: 0,
+            models_duplicates: Some(0),
             http_requests: 0,
             bytes: 0,
             duration_ms: None,
@@ -171,6 +175,8 @@ pub struct SyncReport {
     pub models_fetched: i64,
     pub models_stored: i64,
     pub models_rejected: i64,
+    /// See [`SourceReport::models_duplicates`].
+    pub models_duplicates: Option<i64>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
     pub sources: Vec<SourceReport>,
@@ -187,28 +193,35 @@ impl SyncReport {
             self.trigger
         );
         out.push_str(&format!(
-            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>9}  {}\n",
-            "source", "status", "fetched", "stored", "rejected", "time", "error"
+            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10} {:>9}  {}\n",
+            "source", "status", "fetched", "stored", "rejected", "duplicates", "time", "error"
         ));
+        let count = |value: Option<i64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
         for source in &self.sources {
             let time = source
                 .duration_ms
                 .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "{:<21} {:<8} {:>9} {:>9} {:>9} {:>9}  {}\n",
+                "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10} {:>9}  {}\n",
                 source.source,
                 source.status.as_str(),
                 source.models_fetched,
                 source.models_stored,
                 source.models_rejected,
+                count(source.models_duplicates),
                 time,
                 source.error.as_deref().unwrap_or("")
             ));
         }
         out.push_str(&format!(
-            "{:<21} {:<8} {:>9} {:>9} {:>9}\n",
-            "total", "", self.models_fetched, self.models_stored, self.models_rejected
+            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10}\n",
+            "total",
+            "",
+            self.models_fetched,
+            self.models_stored,
+            self.models_rejected,
+            count(self.models_duplicates)
         ));
         for source in &self.sources {
             if let Some(fields) = source.new_fields.as_ref().filter(|fields| !fields.is_empty()) {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::worker::free_port;
-use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
+use common::{fixture_records, BinaryEnv, FixtureServer, ScriptedServer, TestDb};
 use model_lens_sync::telemetry::{
     ALL_METRICS, SOURCE_FETCH_DURATION_SECONDS, SYNC_DURATION_SECONDS, WRITER_BATCH_DURATION_SECONDS, WRITER_BATCH_ROWS,
 };
@@ -162,6 +162,17 @@ impl Drop for Worker {
             eprintln!("--- serve log ({})\n{}", self.base_url, self.log());
         }
     }
+}
+
+const OPENROUTER_PATH: &str = "/api/v1/models";
+
+/// OpenRouter's recorded listing on a scripted server, held until the test releases it: a sync
+/// stays running exactly as long as the test needs.
+async fn held_openrouter() -> ScriptedServer {
+    let scripted = ScriptedServer::start().await;
+    scripted.pages(OPENROUTER_PATH, vec![common::read_fixture("openrouter_models.json")]);
+    scripted.hold_from(OPENROUTER_PATH, 0);
+    scripted
 }
 
 /// The environment every worker test starts from: no schedule (a test must not meet 02:00 UTC).
@@ -370,8 +381,9 @@ async fn a_restarted_worker_exports_each_source_s_last_success_and_new_fields_fr
 async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    // OpenRouter answers after 3 s, so the sync is still running while we knock again.
-    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    // OpenRouter is held, so the sync is still running while we knock again.
+    let openrouter = held_openrouter().await;
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &openrouter.base_url());
     let worker = Worker::start(&env).await;
 
     let sync_id = worker.start_sync(None).await;
@@ -387,6 +399,7 @@ async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
     let busy = env.run(&["trigger", "--url", &url]).await;
     assert_eq!(busy.code, 1, "trigger while a sync runs: {busy:?}");
 
+    openrouter.release_all(OPENROUTER_PATH);
     let sync = worker.finished_sync(sync_id, None).await;
     assert_eq!(sync["status"], "success", "{sync}");
     assert_eq!(
@@ -479,25 +492,32 @@ async fn health_command_exit_codes_follow_the_thresholds() {
     assert_eq!(json(&unreachable.stdout)["status"], "critical", "{unreachable:?}");
 }
 
-/// Starts a worker whose OpenRouter answers after 3 s, forces a sync, sends SIGTERM at once and
-/// expects a clean exit (0) within the grace period plus 10 s. Returns the database and sync id.
-async fn sigterm_during_a_slow_sync(grace_secs: u64) -> (TestDb, i64) {
+/// Starts a worker whose OpenRouter is held, forces a sync, sends SIGTERM at once (releasing
+/// OpenRouter then if `release` is set) and expects a clean exit (0) within the grace period
+/// plus 10 s. Returns the database and sync id.
+async fn sigterm_during_a_held_sync(grace_secs: u64, release: bool) -> (TestDb, i64) {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
+    let openrouter = held_openrouter().await;
     let env = worker_env(&db, &server)
         .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", &grace_secs.to_string())
-        .source("openrouter", "base_url", &server.base_url("slow"));
+        .source("openrouter", "base_url", &openrouter.base_url());
     let mut worker = Worker::start(&env).await;
     let sync_id = worker.start_sync(None).await;
+    openrouter.wait_for_request(OPENROUTER_PATH, 0).await;
     worker.signal(Signal::SIGTERM);
+    if release {
+        openrouter.release_all(OPENROUTER_PATH);
+    }
     let code = worker.exit_code_within(Duration::from_secs(grace_secs + 10)).await;
     assert_eq!(code, 0, "a clean stop");
+    openrouter.release_all(OPENROUTER_PATH);
     (db, sync_id)
 }
 
 #[tokio::test]
 async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_exits_0() {
-    let (db, sync_id) = sigterm_during_a_slow_sync(1).await;
+    let (db, sync_id) = sigterm_during_a_held_sync(1, false).await;
 
     let status = db
         .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
@@ -520,7 +540,7 @@ async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_e
 
 #[tokio::test]
 async fn sigterm_within_the_grace_period_lets_the_running_sync_finish() {
-    let (db, sync_id) = sigterm_during_a_slow_sync(20).await;
+    let (db, sync_id) = sigterm_during_a_held_sync(20, true).await;
 
     let status = db
         .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
@@ -722,7 +742,8 @@ async fn every_metric_named_by_a_dashboard_or_alert_is_exported_after_a_sync() {
 async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    let openrouter = held_openrouter().await;
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &openrouter.base_url());
     let first = Worker::start(&env).await;
     let second = Worker::start(&env).await;
 
@@ -733,6 +754,7 @@ async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["sync_id"], sync_id, "{body}");
 
+    openrouter.release_all(OPENROUTER_PATH);
     let finished = first.finished_sync(sync_id, None).await;
     assert_eq!(finished["status"], "success", "{finished}");
     assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 1);
@@ -864,4 +886,44 @@ async fn the_health_report_is_evaluated_once_per_interval_not_once_per_request()
         .filter(|line| line.contains("health check failing") && line.contains("has_successful_sync"))
         .count();
     assert_eq!(warnings, 1, "one evaluation, one warning:\n{health_log}");
+}
+
+#[tokio::test]
+async fn a_migration_cut_by_a_transient_error_is_retried_while_serve_waits_not_ready() {
+    use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::store::{connect_pool, migrations};
+
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
+    migrations::migrate_up_to(&database, 3).await.unwrap();
+    // Migration 0005 alters model_syncs; a reader holding the table makes it wait until the
+    // statement timeout cancels it (SQLSTATE 57014: transient, like a dropped connection).
+    let reader = db.client().await;
+    reader
+        .batch_execute("BEGIN; LOCK TABLE model_syncs IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let env = worker_env(&db, &server).set("MODEL_LENS_DATABASE__STATEMENT_TIMEOUT_SECS", "1");
+    let mut worker = Worker::spawn(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !worker.log().contains("not ready, retrying") {
+        if let Some(status) = worker.child.try_wait().expect("poll the worker") {
+            panic!(
+                "serve gave up on a transient migration error ({status}):\n{}",
+                worker.log()
+            );
+        }
+        assert!(Instant::now() < deadline, "no retry logged:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.wait_for("/healthz").await;
+    let (status, body) = worker.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    reader.batch_execute("COMMIT").await.unwrap();
+    worker.wait_for("/readyz").await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_lens_migrations").await,
+        migrations::MIGRATIONS.len() as i64
+    );
 }

@@ -1,6 +1,11 @@
 //! One fetcher per source per sync: asks the API page by page, within the source's in-flight
 //! limit, and hands each complete body to the transformer. It owns the source's pagination
-//! state (next URL, pages seen, models requested) and its HTTP statistics.
+//! state (next URL, pages seen, models requested); its HTTP statistics go to the source's
+//! [`Traffic`], which outlives it.
+//!
+//! A peer that is gone (the transformer or the supervisor refuses a message) is not this
+//! source's failure: the peer's own exit reaches the supervisor, which restarts it (and this
+//! fetcher with it). The fetcher just stops.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -14,7 +19,7 @@ use tracing::Instrument;
 use crate::actors::messages::{FetchPosition, FetcherMsg, PageKey, PageTicket, RawPage, SupervisorMsg, TransformerMsg};
 use crate::actors::Services;
 use crate::config::SourceConfig;
-use crate::fetch::HttpFetcher;
+use crate::fetch::{HttpFetcher, Traffic};
 use crate::model::Source;
 use crate::sources::huggingface;
 use crate::sources::pagination::{self, ListingCount};
@@ -33,6 +38,8 @@ pub struct FetcherArgs {
     pub generation: u32,
     /// Resume here (a restart) instead of at the source's first page.
     pub start: Option<FetchPosition>,
+    /// The source's HTTP statistics for this sync, shared across restarts.
+    pub traffic: Arc<Traffic>,
 }
 
 pub struct FetcherState {
@@ -41,6 +48,7 @@ pub struct FetcherState {
     generation: u32,
     config: SourceConfig,
     http: HttpFetcher,
+    traffic: Arc<Traffic>,
     gate: Arc<Semaphore>,
     transformer: ActorRef<TransformerMsg>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -107,6 +115,7 @@ impl Actor for Fetcher {
             &config,
             &args.services.config.api,
             args.services.budgets.clone(),
+            args.traffic.clone(),
         )?;
         let start = args.start.unwrap_or_else(|| FetchPosition {
             url: first_url(args.source, &config),
@@ -126,6 +135,7 @@ impl Actor for Fetcher {
             truncated: false,
             config,
             http,
+            traffic: args.traffic,
             gate: args.gate,
             transformer: args.transformer,
             supervisor: args.supervisor,
@@ -151,32 +161,41 @@ impl Actor for Fetcher {
                     telemetry::source_fetched(state.source, state.started.elapsed());
                     tracing::info!(
                         pages = state.pages,
-                        requests = state.http.requests,
-                        bytes = state.http.bytes,
+                        requests = state.traffic.requests(),
+                        bytes = state.traffic.bytes(),
                         truncated = state.truncated,
                         "source fetched"
                     );
-                    state.supervisor.cast(SupervisorMsg::SourceFetched {
+                    let fetched = SupervisorMsg::SourceFetched {
                         sync_id: state.sync_id,
                         source: state.source,
                         generation: state.generation,
-                        http_requests: state.http.requests,
-                        bytes: state.http.bytes,
                         truncated: state.truncated,
-                    })?;
+                    };
+                    if state.supervisor.cast(fetched).is_err() {
+                        tracing::debug!("the supervisor is gone");
+                    }
                     myself.stop(None);
                 }
-                Err(error) => {
+                Err(Stop::Failed(error)) => {
                     tracing::error!(%error, pages = state.pages, "source fetch failed");
-                    state.supervisor.cast(SupervisorMsg::SourceFailed {
+                    let failed = SupervisorMsg::SourceFailed {
                         sync_id: state.sync_id,
                         source: state.source,
                         generation: state.generation,
-                        http_requests: state.http.requests,
-                        bytes: state.http.bytes,
                         error,
-                    })?;
+                    };
+                    if state.supervisor.cast(failed).is_err() {
+                        tracing::debug!("the supervisor is gone");
+                    }
                     myself.stop(None);
+                }
+                Err(Stop::PeerGone(peer)) => {
+                    tracing::warn!(
+                        peer,
+                        "the {peer} is gone; stopping until the supervisor restarts the source"
+                    );
+                    myself.stop(Some(format!("the {peer} is gone")));
                 }
             }
             Ok(())
@@ -186,8 +205,22 @@ impl Actor for Fetcher {
     }
 }
 
+/// Why a fetcher stops before the end of its source.
+enum Stop {
+    /// The source cannot be fetched (HTTP, pagination): it fails.
+    Failed(String),
+    /// A peer refused a message: its own exit is the news, not this source's failure.
+    PeerGone(&'static str),
+}
+
+impl From<String> for Stop {
+    fn from(error: String) -> Stop {
+        Stop::Failed(error)
+    }
+}
+
 /// Fetches one page and dispatches it; `Ok(true)` when another page follows.
-async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
+async fn fetch_next(state: &mut FetcherState) -> Result<bool, Stop> {
     crate::faults::maybe_panic_for("fetcher_page", state.source);
     let Some(url) = state.next_url.take() else {
         return Ok(false);
@@ -199,10 +232,10 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         listing: state.listing.clone(),
     };
     if state.pages >= state.config.max_pages {
-        return Err(format!(
+        return Err(Stop::Failed(format!(
             "the listing has more than {} pages (sources.{}.max_pages); stopped",
             state.config.max_pages, state.source
-        ));
+        )));
     }
     let current = url::Url::parse(&url).map_err(|error| format!("{url} is not a valid URL: {error}"))?;
     state.seen_urls.insert(url_hash(current.as_str()));
@@ -247,9 +280,9 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
     }
     if let Some(next) = &next {
         if state.seen_urls.contains(&url_hash(next)) {
-            return Err(format!(
+            return Err(Stop::Failed(format!(
                 "the API sent a `next` link that was already fetched ({next}); stopped to avoid a loop"
-            ));
+            )));
         }
     }
     let key = PageKey {
@@ -272,7 +305,7 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
             page: this_page,
             next: next_page,
         })
-        .map_err(|error| format!("the supervisor is gone: {error}"))?;
+        .map_err(|_| Stop::PeerGone("supervisor"))?;
     state
         .transformer
         .cast(TransformerMsg::Page(RawPage {
@@ -281,7 +314,7 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
             max_records,
             last: next.is_none(),
         }))
-        .map_err(|error| format!("the transformer is gone: {error}"))?;
+        .map_err(|_| Stop::PeerGone("transformer"))?;
     state.next_url = next;
     Ok(state.next_url.is_some())
 }

@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod fields;
 pub mod migrations;
 pub mod pool;
+pub mod retry;
 pub mod syncs;
 pub mod tls;
 

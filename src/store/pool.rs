@@ -22,8 +22,22 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe_postgres_error(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// A migration's SQL failed; the cause keeps its class (a dropped connection is worth
+    /// retrying, a syntax error is not).
+    #[error("migration {name} failed: {}", describe_postgres_error(.source))]
+    MigrationFailed {
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
     #[error("{0}")]
     Migration(String),
+    /// The sync is no longer `running` under this process's owner token: another process
+    /// ended it or took it over (the sync lock was lost). Nothing more may be written for it.
+    #[error(
+        "sync {sync_id} is no longer running under this process (another process ended it or took it \
+         over after the sync lock was lost); nothing more is written for it"
+    )]
+    Fenced { sync_id: i64 },
 }
 
 impl StoreError {
@@ -32,16 +46,35 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
-            StoreError::Postgres(error) => match error.code() {
-                None => true,
-                Some(code) => {
-                    let code = code.code();
-                    // 08: connection exception, 40: transaction rollback, 53: insufficient
-                    // resources, 57: operator intervention (shutdown, statement timeout).
-                    ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class))
-                }
-            },
+            StoreError::Postgres(error) | StoreError::MigrationFailed { source: error, .. } => {
+                postgres_error_is_transient(error)
+            }
             _ => false,
+        }
+    }
+
+    /// Whether PostgreSQL refused the data itself (a value out of range, a constraint, a row
+    /// too large): writing the same rows again fails again, but other rows would pass.
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Postgres(error) = self else {
+            return false;
+        };
+        // 22: data exception, 23: integrity constraint violation, 54: program limit exceeded
+        // (a row or index entry too large).
+        error
+            .code()
+            .is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.code().starts_with(class)))
+    }
+}
+
+fn postgres_error_is_transient(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            // 08: connection exception, 40: transaction rollback, 53: insufficient
+            // resources, 57: operator intervention (shutdown, statement timeout).
+            ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class))
         }
     }
 }
@@ -85,13 +118,30 @@ impl Database {
     /// A connection outside the pool, whose server session lives exactly as long as the
     /// returned client.
     pub async fn dedicated_connection(&self) -> Result<tokio_postgres::Client, StoreError> {
-        let (client, connection) = self.pg_config.connect(self.tls.clone()).await?;
+        let (client, ended) = self.watched_connection().await?;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "dedicated database connection closed");
+            if let Ok(reason) = ended.await {
+                tracing::debug!(%reason, "dedicated database connection closed");
             }
         });
         Ok(client)
+    }
+
+    /// Like [`Database::dedicated_connection`], with a receiver that says why the session
+    /// ended as soon as it does (the server closed it, it was terminated, the network broke).
+    pub async fn watched_connection(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::sync::oneshot::Receiver<String>), StoreError> {
+        let (client, connection) = self.pg_config.connect(self.tls.clone()).await?;
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let reason = match connection.await {
+                Ok(()) => "the server closed the connection".to_string(),
+                Err(error) => describe_postgres_error(&error),
+            };
+            let _ = ended_tx.send(reason);
+        });
+        Ok((client, ended))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod api_server;
+pub mod capture;
 pub mod evil_server;
 pub mod fixture_server;
 pub mod scripted_server;
@@ -274,4 +275,19 @@ pub async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {sql}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The session holding the sync lock in this database, if any.
+pub async fn lock_holder(db: &TestDb) -> Option<i32> {
+    db.client()
+        .await
+        .query_opt(
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+              WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+            &[&model_lens_sync::store::syncs::SYNC_LOCK_KEY],
+        )
+        .await
+        .expect("read pg_locks")
+        .map(|row| row.get(0))
 }
