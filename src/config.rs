@@ -143,8 +143,8 @@ pub struct SyncConfig {
     /// fails. Each actor has its own count.
     pub max_restarts: usize,
     pub restart_window_secs: u64,
-    /// How often the sync lock's session is asked for a sign of life, and how long a lost lock
-    /// is tried to be taken back before the sync is interrupted.
+    /// How often the sync lock's session is asked for a sign of life (and how long it may take
+    /// to answer) while a sync runs.
     pub lock_check_secs: u64,
 }
 

@@ -3,10 +3,10 @@
 //! `pg_terminate_backend`) and, every `sync.lock_check_secs`, asks the session for a sign of
 //! life (a broken network is only noticed on use). When the session is gone it re-takes the
 //! lock at once (see [`retake`] for how long it tries) and checks that the sync is still
-//! `running` under this process's owner token. If another process holds the lock, or has
-//! ended the sync in between, it tells the supervisor (`LockLost`), which stops the sync's
-//! writes and ends it `interrupted`. Meanwhile every write is fenced by the owner token, so
-//! nothing is written into a sync that another process took over.
+//! `running` under this process's owner token. If another session holds the lock, or another
+//! process has ended the sync in between, it tells the supervisor (`LockLost`), which stops the
+//! sync's writes and ends it `interrupted`. Meanwhile every write is fenced by the owner token,
+//! so nothing is written into a sync that another process took over.
 
 use std::time::Duration;
 
@@ -83,8 +83,9 @@ async fn keep(
             },
         };
         tracing::warn!(reason = %lost, "the sync lock's session was lost; taking the lock back");
+        let lost_session = lock.backend_pid();
         drop(lock);
-        match retake(&database, &fence, check_every, &mut released).await {
+        match retake(&database, &fence, lost_session, &mut released).await {
             Retaken::Yes(new_lock) => {
                 tracing::warn!("took the sync lock back; the sync goes on");
                 lock = new_lock;
@@ -109,20 +110,20 @@ enum Retaken {
     Released,
 }
 
-/// Takes the lock again. While PostgreSQL cannot be reached (a restart), it keeps trying:
-/// nobody else can take the lock meanwhile, and the owner-token fence protects the sync's rows
-/// against any process that does once it is back. Once PostgreSQL answers, another holder is
-/// waited out for at most `window` (a terminated session releases its lock only as it exits);
-/// then the sync is given up. A lock taken back counts only if the sync is still ours.
+/// Takes the lock again. While PostgreSQL cannot be reached (a restart), or the lock is still
+/// held by the lost session itself (a terminated or cut-off session keeps it until its server
+/// process exits), it keeps trying: nobody else can take the lock meanwhile, and the owner-token
+/// fence protects the sync's rows against any process that does later. If another session holds
+/// the lock, the sync is given up at once. A lock taken back counts only if the sync is still
+/// ours.
 async fn retake(
     database: &Database,
     fence: &SyncFence,
-    window: Duration,
+    lost_session: i32,
     released: &mut oneshot::Receiver<()>,
 ) -> Retaken {
     let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     let mut attempt = 0;
-    let mut held_elsewhere_since: Option<tokio::time::Instant> = None;
     loop {
         match SyncLock::try_acquire(database).await {
             Ok(Some(lock)) => match syncs::is_still_ours(database, fence).await {
@@ -136,12 +137,16 @@ async fn retake(
                     lock.release().await;
                 }
             },
-            Ok(None) => {
-                let since = *held_elsewhere_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= window {
-                    return Retaken::No("another process holds the sync lock".into());
+            Ok(None) => match SyncLock::holder(database).await {
+                Ok(Some(holder)) if holder != lost_session => {
+                    return Retaken::No(format!(
+                        "another process holds the sync lock now (PostgreSQL backend {holder})"
+                    ));
                 }
-            }
+                // Still the lost session's (it has not exited yet), or released meanwhile.
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot see who holds the sync lock yet; retrying"),
+            },
             Err(error) => tracing::warn!(%error, "cannot take the sync lock back yet; retrying"),
         }
         let delay = backoff.delay(attempt);

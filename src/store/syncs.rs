@@ -50,17 +50,41 @@ impl SyncFence {
 pub struct SyncLock {
     client: tokio_postgres::Client,
     ended: tokio::sync::oneshot::Receiver<String>,
+    backend_pid: i32,
 }
 
 impl SyncLock {
-    /// `None` when another process holds the lock.
+    /// `None` when another session holds the lock.
     pub async fn try_acquire(database: &Database) -> Result<Option<SyncLock>, StoreError> {
         let (client, ended) = database.watched_connection().await?;
-        let acquired: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&SYNC_LOCK_KEY])
-            .await?
-            .get(0);
-        Ok(acquired.then_some(SyncLock { client, ended }))
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&SYNC_LOCK_KEY])
+            .await?;
+        let (acquired, backend_pid): (bool, i32) = (row.get(0), row.get(1));
+        Ok(acquired.then_some(SyncLock {
+            client,
+            ended,
+            backend_pid,
+        }))
+    }
+
+    /// The server process of the lock's session (`pg_backend_pid()`).
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    /// The server process of the session holding the sync lock in this database, if any.
+    pub async fn holder(database: &Database) -> Result<Option<i32>, StoreError> {
+        let client = database.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                  WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+                    AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+                &[&SYNC_LOCK_KEY],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     /// Resolves when the lock's session has ended (and the lock with it), with why.

@@ -279,15 +279,8 @@ pub async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
 
 /// The session holding the sync lock in this database, if any.
 pub async fn lock_holder(db: &TestDb) -> Option<i32> {
-    db.client()
-        .await
-        .query_opt(
-            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-              WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
-                AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
-            &[&model_lens_sync::store::syncs::SYNC_LOCK_KEY],
-        )
+    let database = model_lens_sync::store::connect_pool(&db.url, &Default::default()).expect("a pool");
+    model_lens_sync::store::syncs::SyncLock::holder(&database)
         .await
         .expect("read pg_locks")
-        .map(|row| row.get(0))
 }
