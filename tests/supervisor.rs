@@ -365,7 +365,7 @@ mod in_process {
     use model_lens_sync::actors::Services;
     use model_lens_sync::config::Config;
     use model_lens_sync::model::Source;
-    use model_lens_sync::report::{SourceStatus, Trigger};
+    use model_lens_sync::report::{SourceStatus, SyncReport, Trigger};
     use model_lens_sync::store::{connect_pool, migrations, syncs};
     use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
     use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -477,6 +477,21 @@ mod in_process {
         }
     }
 
+    /// A supervisor in this process on a migrated database, with a sync started: the
+    /// supervisor, where its finished syncs are announced, and the sync's id.
+    async fn started_supervisor(env: &BinaryEnv) -> (ActorRef<SupervisorMsg>, broadcast::Receiver<SyncReport>, i64) {
+        let services = services(env);
+        migrations::migrate(&services.database).await.unwrap();
+        let (finished, reports) = broadcast::channel(4);
+        let (supervisor, _) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished })
+            .await
+            .unwrap();
+        match supervisor::force_sync(&supervisor, Trigger::Cli, Duration::from_secs(30)).await {
+            ForceSyncOutcome::Started(sync_id) => (supervisor, reports, sync_id),
+            other => panic!("the sync did not start: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_fetcher_whose_transformer_is_gone_stops_without_failing_its_source() {
         let db = TestDb::create().await;
@@ -558,17 +573,8 @@ mod in_process {
         let scripted = ScriptedServer::start().await;
         scripted.json_pages(HF_PATH, &super::huggingface_items(), 500);
         scripted.hold_from(HF_PATH, 1);
-        let services = services(&super::huggingface_only(&db, &fixtures, &scripted));
-        migrations::migrate(&services.database).await.unwrap();
-        let (finished, mut reports) = broadcast::channel(4);
-        let (supervisor, _) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished })
-            .await
-            .unwrap();
-        let ForceSyncOutcome::Started(sync_id) =
-            supervisor::force_sync(&supervisor, Trigger::Cli, Duration::from_secs(30)).await
-        else {
-            panic!("the sync did not start");
-        };
+        let (supervisor, mut reports, sync_id) =
+            started_supervisor(&super::huggingface_only(&db, &fixtures, &scripted)).await;
         scripted.wait_for_request(HF_PATH, 1).await;
         // The fetcher of generation 0 crashes; its source restarts as generation 1. Then a
         // transformer of generation 0 reports that a page could not be parsed: old news.
@@ -612,17 +618,7 @@ mod in_process {
         scripted.json_pages(HF_PATH, &super::huggingface_items(), 1000);
         scripted.hold_from(HF_PATH, 1);
         let env = BinaryEnv::new(&db, &fixtures).source("huggingface", "base_url", &scripted.base_url());
-        let services = services(&env);
-        migrations::migrate(&services.database).await.unwrap();
-        let (finished, mut reports) = broadcast::channel(4);
-        let (supervisor, _) = Actor::spawn(None, Supervisor, SupervisorArgs { services, finished })
-            .await
-            .unwrap();
-        let ForceSyncOutcome::Started(sync_id) =
-            supervisor::force_sync(&supervisor, Trigger::Cli, Duration::from_secs(30)).await
-        else {
-            panic!("the sync did not start");
-        };
+        let (supervisor, mut reports, sync_id) = started_supervisor(&env).await;
         // Every source but Hugging Face is done; then the table of source results is locked,
         // and Hugging Face finishes: recording its end waits for the lock.
         scripted.wait_for_request(HF_PATH, 1).await;
