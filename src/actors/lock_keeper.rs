@@ -126,17 +126,7 @@ async fn retake(
     let mut attempt = 0;
     loop {
         match SyncLock::try_acquire(database).await {
-            Ok(Some(lock)) => match syncs::is_still_ours(database, fence).await {
-                Ok(true) => return Retaken::Yes(lock),
-                Ok(false) => {
-                    lock.release().await;
-                    return Retaken::No("another process has ended or taken over the sync meanwhile".into());
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot check the sync's row yet; retrying");
-                    lock.release().await;
-                }
-            },
+            Ok(Some(lock)) => return confirm(database, fence, lock, released).await,
             Ok(None) => match SyncLock::holder(database).await {
                 Ok(Some(holder)) if holder != lost_session => {
                     return Retaken::No(format!(
@@ -153,6 +143,37 @@ async fn retake(
         attempt += 1;
         tokio::select! {
             _ = &mut *released => return Retaken::Released,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// With the lock taken back, checks that the sync is still ours, keeping the lock (nobody
+/// else can take it meanwhile) while the check cannot run yet.
+async fn confirm(
+    database: &Database,
+    fence: &SyncFence,
+    lock: SyncLock,
+    released: &mut oneshot::Receiver<()>,
+) -> Retaken {
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+    let mut attempt = 0;
+    loop {
+        match syncs::is_still_ours(database, fence).await {
+            Ok(true) => return Retaken::Yes(lock),
+            Ok(false) => {
+                lock.release().await;
+                return Retaken::No("another process has ended or taken over the sync meanwhile".into());
+            }
+            Err(error) => tracing::warn!(%error, "cannot check the sync's row yet; retrying"),
+        }
+        let delay = backoff.delay(attempt);
+        attempt += 1;
+        tokio::select! {
+            _ = &mut *released => {
+                lock.release().await;
+                return Retaken::Released;
+            }
             _ = tokio::time::sleep(delay) => {}
         }
     }

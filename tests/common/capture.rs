@@ -61,8 +61,13 @@ impl Running {
 
     /// Waits until the log (stderr) contains `text`; fails after a minute or if the process ends.
     pub async fn wait_for_log(&mut self, text: &str) {
+        self.wait_for_log_count(text, 1).await
+    }
+
+    /// Waits until the log (stderr) contains `text` at least `count` times.
+    pub async fn wait_for_log_count(&mut self, text: &str, count: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !self.stderr().contains(text) {
+        while self.stderr().matches(text).count() < count {
             if let Some(status) = self.child.try_wait().expect("poll the binary") {
                 panic!(
                     "the binary ended ({status}) before logging {text:?}:\n{}",
