@@ -7,13 +7,24 @@
 --
 -- On a database that already holds many snapshots, building these takes a while (one pass
 -- over model_snapshots per index) and blocks writes meanwhile: apply it between syncs.
-CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_input_price
-    ON model_snapshots (sync_id, source, input_price_per_mtok, provider, model_id);
-CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_output_price
-    ON model_snapshots (sync_id, source, output_price_per_mtok, provider, model_id);
-CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_context_length
-    ON model_snapshots (sync_id, source, context_length, provider, model_id);
-CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_intelligence_index
-    ON model_snapshots (sync_id, source, intelligence_index, provider, model_id);
-CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_downloads
-    ON model_snapshots (sync_id, source, downloads, provider, model_id);
+--
+-- Only while model_snapshots is a table: the history migration (0006) turns it into a view over
+-- versioned rows with indexes of its own. Migrations apply by version, not in a contiguous run,
+-- so 0007 may run before or after 0006: after it there is nothing to index here; before it,
+-- 0006's DROP TABLE drops these indexes with the table.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('model_snapshots') AND relkind = 'r') THEN
+        CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_input_price
+            ON model_snapshots (sync_id, source, input_price_per_mtok, provider, model_id);
+        CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_output_price
+            ON model_snapshots (sync_id, source, output_price_per_mtok, provider, model_id);
+        CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_context_length
+            ON model_snapshots (sync_id, source, context_length, provider, model_id);
+        CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_intelligence_index
+            ON model_snapshots (sync_id, source, intelligence_index, provider, model_id);
+        CREATE INDEX IF NOT EXISTS idx_model_snapshots_catalog_downloads
+            ON model_snapshots (sync_id, source, downloads, provider, model_id);
+    END IF;
+END
+$$;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::store::embedded::EmbeddedPostgres;
+use crate::store::embedded::{self, EmbeddedPostgres};
 use crate::store::syncs::SyncLock;
 use crate::store::{connect_pool, migrations, syncs, Database};
 
@@ -26,9 +26,16 @@ impl DatabaseSession {
     /// Connects without migrating.
     pub async fn connect(config: &Config) -> anyhow::Result<DatabaseSession> {
         let (url, embedded) = if config.uses_embedded_database() {
-            let cluster = EmbeddedPostgres::start(config.embedded_dir(), config.database.postgres_bin_dir.as_deref())
+            let not_started = "DATABASE_URL is not set and the embedded PostgreSQL could not start";
+            let dir = if config.embedded_dir_is_default() {
+                embedded::default_cluster_dir(config.embedded_dir(), &config.database.embedded_fallback_dir)
+                    .context(not_started)?
+            } else {
+                config.embedded_dir().to_path_buf()
+            };
+            let cluster = EmbeddedPostgres::start(&dir, config.database.postgres_bin_dir.as_deref())
                 .await
-                .context("DATABASE_URL is not set and the embedded PostgreSQL could not start")?;
+                .context(not_started)?;
             (cluster.url(), Some(cluster))
         } else {
             (config.database.url.expose().to_string(), None)

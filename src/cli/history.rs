@@ -152,6 +152,7 @@ mod tests {
             models_fetched: 3677,
             models_stored: 3677,
             models_rejected: 0,
+            models_duplicates: Some(0),
             duration_ms: Some(12_300),
             error: Some("huggingface: HTTP 500".into()),
             sources: vec![ok, failed],
