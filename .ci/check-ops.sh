@@ -204,6 +204,7 @@ counters_and_gauges = {
     "model_lens_actor_restarts_total", "model_lens_health_status",
     "model_lens_health_check_ok", "model_lens_database_up",
     "model_lens_source_new_fields", "model_lens_source_last_success_timestamp_seconds",
+    "model_lens_redis_publish_total",
 }
 histograms = {
     "model_lens_sync_duration_seconds", "model_lens_source_fetch_duration_seconds",
