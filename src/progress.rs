@@ -67,7 +67,11 @@ impl From<SourceStatus> for Phase {
 #[derive(Debug, Default)]
 struct SourceCounters {
     phase: AtomicU8,
+    /// The highest page number fetched: a restarted fetcher that fetches a page again does
+    /// not count it twice.
     pages: AtomicU64,
+    /// Pages the source says its listing has; 0 = unknown.
+    total_pages: AtomicU64,
     /// Records committed (rows stored plus rejects): each record once, whatever was re-sent.
     records: AtomicU64,
     /// Records the source says it has (or `max_models`); 0 = unknown.
@@ -112,6 +116,7 @@ pub struct SourceSnapshot {
     pub pages: u64,
     pub records: u64,
     pub total: Option<u64>,
+    pub total_pages: Option<u64>,
     pub elapsed: Duration,
 }
 
@@ -125,11 +130,15 @@ impl SourceSnapshot {
         }
     }
 
-    /// Percent done, where a total is known (capped at 100: a total may be an estimate).
+    /// Percent done, where a total is known: records against a stated total or `max_models`,
+    /// else pages against a stated page count (capped at 100: a total may be an estimate).
     pub fn percent(&self) -> Option<f64> {
-        self.total
-            .filter(|total| *total > 0)
-            .map(|total| (self.records as f64 * 100.0 / total as f64).min(100.0))
+        let share = |done: u64, total: Option<u64>| {
+            total
+                .filter(|total| *total > 0)
+                .map(|total| (done as f64 * 100.0 / total as f64).min(100.0))
+        };
+        share(self.records, self.total).or_else(|| share(self.pages, self.total_pages))
     }
 }
 
@@ -146,6 +155,7 @@ impl SyncProgress {
             counters.pages.store(0, Ordering::Relaxed);
             counters.records.store(0, Ordering::Relaxed);
             counters.total.store(0, Ordering::Relaxed);
+            counters.total_pages.store(0, Ordering::Relaxed);
             counters.started_ms.store(now, Ordering::Relaxed);
             let ended = if *status == SourceStatus::Running { -1 } else { now };
             counters.finished_ms.store(ended, Ordering::Relaxed);
@@ -154,8 +164,9 @@ impl SyncProgress {
         self.sync_id.store(sync_id, Ordering::Release);
     }
 
-    pub fn page_fetched(&self, source: Source) {
-        self.sources[index(source)].pages.fetch_add(1, Ordering::Relaxed);
+    /// Page `page_no` (1-based, in the listing) of the source was fetched.
+    pub fn page_fetched(&self, source: Source, page_no: u64) {
+        self.sources[index(source)].pages.fetch_max(page_no, Ordering::Relaxed);
     }
 
     pub fn records_committed(&self, source: Source, records: u64) {
@@ -168,6 +179,11 @@ impl SyncProgress {
     /// `max_models`).
     pub fn set_total(&self, source: Source, total: u64) {
         self.sources[index(source)].total.store(total, Ordering::Relaxed);
+    }
+
+    /// The number of pages the source's listing has, when it says so.
+    pub fn set_total_pages(&self, source: Source, pages: u64) {
+        self.sources[index(source)].total_pages.store(pages, Ordering::Relaxed);
     }
 
     pub fn finish(&self, source: Source, status: SourceStatus) {
@@ -192,12 +208,14 @@ impl SyncProgress {
                 let finished = counters.finished_ms.load(Ordering::Relaxed);
                 let end = if finished >= 0 { finished } else { now };
                 let total = counters.total.load(Ordering::Relaxed);
+                let total_pages = counters.total_pages.load(Ordering::Relaxed);
                 SourceSnapshot {
                     source,
                     phase,
                     pages: counters.pages.load(Ordering::Relaxed),
                     records: counters.records.load(Ordering::Relaxed),
                     total: (total > 0).then_some(total),
+                    total_pages: (total_pages > 0).then_some(total_pages),
                     elapsed: Duration::from_millis((end - started).max(0) as u64),
                 }
             })
@@ -220,7 +238,9 @@ mod tests {
             ],
         );
         progress.set_total(Source::HuggingFace, 400);
-        progress.page_fetched(Source::HuggingFace);
+        progress.page_fetched(Source::HuggingFace, 1);
+        // A restarted fetcher fetches page 1 again: still one page.
+        progress.page_fetched(Source::HuggingFace, 1);
         progress.records_committed(Source::HuggingFace, 100);
         let snapshot = progress.snapshot();
         let huggingface = &snapshot[2];
@@ -232,6 +252,10 @@ mod tests {
         assert_eq!(huggingface.percent(), Some(25.0));
         assert_eq!(snapshot[3].phase, Phase::Skipped);
         assert_eq!(snapshot[0].percent(), None);
+        // Only a page count known (Artificial Analysis): pages against it.
+        progress.set_total_pages(Source::ArtificialAnalysis, 4);
+        progress.page_fetched(Source::ArtificialAnalysis, 3);
+        assert_eq!(progress.snapshot()[3].percent(), Some(75.0));
         progress.finish(Source::HuggingFace, SourceStatus::Success);
         assert_eq!(progress.snapshot()[2].phase, Phase::Success);
 

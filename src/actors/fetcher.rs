@@ -256,10 +256,17 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, Stop> {
         .map_err(|_| "the sync was stopped".to_string())?;
     let fetched = state.http.get(&url).await.map_err(|error| error.to_string())?;
     state.pages += 1;
-    state.progress.page_fetched(state.source);
+    state.progress.page_fetched(state.source, state.pages);
 
     let step = pagination::next_page(state.source, &current, &fetched.body, fetched.link.as_deref())
         .map_err(|error| error.to_string())?;
+    // What the listing says of its size turns the progress line into a percentage.
+    if let Some(total) = step.stated_total {
+        state.progress.set_total(state.source, total);
+    }
+    if let Some(pages) = step.stated_pages {
+        state.progress.set_total_pages(state.source, pages);
+    }
     let mut max_records = None;
     if let Some(remaining) = state.remaining_models {
         // A malformed record counts, since the parser turns it into a reject; a body that

@@ -110,6 +110,7 @@ mod tests {
             pages: 12,
             records: 11_000,
             total: Some(20_000),
+            total_pages: None,
             elapsed: Duration::from_millis(4_000),
         };
         let line = describe(&source);
@@ -119,6 +120,9 @@ mod tests {
         assert!(format!("{:<20} {line}", "huggingface").len() <= 80, "{line}");
         source.total = None;
         assert!(!describe(&source).contains('%'));
+        source.total_pages = Some(48);
+        assert!(describe(&source).contains("running  25%"), "{}", describe(&source));
+        source.total_pages = None;
         source.phase = Phase::Skipped;
         assert_eq!(describe(&source), "skipped");
     }

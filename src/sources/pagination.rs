@@ -33,6 +33,9 @@ pub struct PageStep {
     pub records: Option<u64>,
     /// The size of the whole listing, as the body states it (OpenRouter `totalCount`).
     pub stated_total: Option<u64>,
+    /// The number of pages of the listing, as the body states it (Artificial Analysis
+    /// `pagination.total_pages`); only progress uses it.
+    pub stated_pages: Option<u64>,
 }
 
 /// Why the listing cannot be followed: the source fails with this message.
@@ -68,6 +71,7 @@ pub fn next_page(source: Source, current: &Url, body: &[u8], link: Option<&str>)
             next: None,
             records: None,
             stated_total: None,
+            stated_pages: None,
         }),
         Source::HuggingFace => Ok(PageStep {
             next: link
@@ -76,6 +80,7 @@ pub fn next_page(source: Source, current: &Url, body: &[u8], link: Option<&str>)
                 .transpose()?,
             records: split::elements(body).ok().map(|items| items.len() as u64),
             stated_total: None,
+            stated_pages: None,
         }),
         Source::OpenRouter => openrouter_step(current, body),
         Source::ArtificialAnalysis => artificial_analysis_step(current, body),
@@ -192,6 +197,7 @@ fn openrouter_step(current: &Url, body: &[u8]) -> Result<PageStep, PaginationErr
             next: None,
             records: None,
             stated_total: None,
+            stated_pages: None,
         });
     };
     let next = match member(&members, "links") {
@@ -234,6 +240,7 @@ fn openrouter_step(current: &Url, body: &[u8]) -> Result<PageStep, PaginationErr
         next,
         records: array_length(&members, "data"),
         stated_total,
+        stated_pages: None,
     })
 }
 
@@ -242,6 +249,7 @@ fn artificial_analysis_step(current: &Url, body: &[u8]) -> Result<PageStep, Pagi
         next: None,
         records: None,
         stated_total: None,
+        stated_pages: None,
     };
     let Some(members) = envelope(body) else {
         return Ok(one_page);
@@ -291,6 +299,7 @@ fn artificial_analysis_step(current: &Url, body: &[u8]) -> Result<PageStep, Pagi
         next: more.then(|| with_page(current, asked + 1)),
         records,
         stated_total: None,
+        stated_pages: total_pages,
     })
 }
 
@@ -458,7 +467,8 @@ mod tests {
             PageStep {
                 next: None,
                 records: None,
-                stated_total: None
+                stated_total: None,
+                stated_pages: None
             }
         );
     }
@@ -469,6 +479,7 @@ mod tests {
             next: None,
             records: Some(records),
             stated_total,
+            stated_pages: None,
         };
         let mut count = ListingCount::default();
         count.add(&page(200, Some(365))).unwrap();
@@ -545,6 +556,14 @@ mod tests {
         assert_eq!(next(1, r#"{"page":1,"total_pages":3,"has_more":false}"#).unwrap(), None);
         assert_eq!(next(3, r#"{"page":3,"total_pages":3,"has_more":true}"#).unwrap(), None);
         assert_eq!(next(2, r#"{"total_pages":3}"#).unwrap(), Some(at(3)));
+        let stated = next_page(
+            Source::ArtificialAnalysis,
+            &at(1),
+            br#"{"data":[],"pagination":{"page":1,"total_pages":3,"has_more":true}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(stated.stated_pages, Some(3), "the page count feeds the progress line");
         assert_eq!(next(2, r#"{"has_more":true}"#).unwrap(), Some(at(3)));
         assert_eq!(next(2, r#"{"page":2}"#).unwrap(), None);
         assert_eq!(next(1, "null").unwrap(), None);
