@@ -299,6 +299,15 @@ async fn one_source_syncs_alone_and_the_others_keep_their_catalog() {
         .text("SELECT error FROM model_sync_sources WHERE sync_id = 2 AND source = 'models_dev'")
         .await;
     assert!(reason.contains("not selected"), "{reason}");
+    // Skipped like a disabled source: no drift baseline computed, nothing counted.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM model_sync_sources WHERE sync_id = 2 AND status = 'skipped'
+               AND new_fields IS NULL AND models_stored = 0"
+        )
+        .await,
+        3
+    );
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
     // Nothing of the skipped sources was fetched again.
     assert_eq!(
@@ -395,4 +404,44 @@ async fn the_catalog_indexes_are_added_to_a_database_that_holds_snapshots() {
     );
     let page = models(&env, &["--sort", "input_price", "--limit", "5"]).await;
     assert_eq!(page["models"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn the_catalog_migration_leaves_a_model_snapshots_view_alone_and_readiness_wants_every_migration() {
+    use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::store::{connect_pool, migrations};
+
+    // Migration numbers are reserved per feature and land out of order: 0007 may meet a
+    // database where the history migration (0006) has already turned model_snapshots into a
+    // view. Here, a view standing in for it, over the table holding the rows.
+    let db = TestDb::create().await;
+    let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
+    migrations::migrate_up_to(&database, 5).await.unwrap();
+    db.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE model_snapshots RENAME TO model_rows;
+             CREATE VIEW model_snapshots AS SELECT * FROM model_rows;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        migrations::migrate(&database).await.unwrap(),
+        vec!["0007_catalog_indexes.sql"]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_model_snapshots_catalog_%'")
+            .await,
+        0
+    );
+
+    // Readiness asks for every migration, not for the highest number: a database holding
+    // 0007 but missing an earlier one is not up to date.
+    assert!(migrations::is_up_to_date(&database).await.unwrap());
+    db.client()
+        .await
+        .batch_execute("DELETE FROM model_lens_migrations WHERE version = 4")
+        .await
+        .unwrap();
+    assert!(!migrations::is_up_to_date(&database).await.unwrap());
 }

@@ -166,9 +166,15 @@ pub async fn is_up_to_date(database: &Database) -> Result<bool, StoreError> {
     if !exists {
         return Ok(false);
     }
-    let latest: Option<i32> = client
-        .query_one("SELECT max(version) FROM model_lens_migrations", &[])
+    // Every version, not the highest: numbers are reserved per feature and may land out of
+    // order (0007 before 0006), so a database can hold a later migration and miss an earlier one.
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM model_lens_migrations", &[])
         .await?
-        .get(0);
-    Ok(latest >= MIGRATIONS.last().map(|migration| migration.version))
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok(MIGRATIONS
+        .iter()
+        .all(|migration| applied.contains(&migration.version)))
 }
