@@ -1,5 +1,6 @@
 //! The HTTP surface of `serve` against hostile clients: the token-less admin mode refuses what a
-//! web page or a DNS-rebinding page could send, IPv4-mapped loopback clients count as loopback,
+//! web page or a DNS-rebinding page could send (the catalog's read route too, unless
+//! `http.public_read` opens it alone), IPv4-mapped loopback clients count as loopback,
 //! slow or silent connections are closed by the header-read and idle timeouts, the connection
 //! cap holds, and the probes neither query the database per request nor show its errors.
 //!
@@ -118,6 +119,57 @@ async fn without_a_token_cross_site_and_rebinding_requests_are_refused() {
     // The public probes are not admin routes: any Host may read them.
     let (status, _) = request(addr, "GET /healthz HTTP/1.1\r\nHost: attacker.example").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_catalog_follows_the_admin_rules_unless_reads_are_public() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server);
+    let cross_site = |addr: SocketAddr| {
+        format!(
+            "GET /api/models?limit=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: https://app.example\r\nSec-Fetch-Site: cross-site",
+            addr.port()
+        )
+    };
+    let rebinding = |addr: SocketAddr| format!("GET /api/models HTTP/1.1\r\nHost: attacker.example:{}", addr.port());
+
+    // Token-less: the catalog answers local tools only, exactly like the admin routes.
+    let private = ServeProcess::start(&env).await;
+    let addr = private.connect_addr();
+    let (status, body) = request(addr, &cross_site(addr)).await;
+    assert_eq!(status, 403, "a web page may not read the catalog: {body}");
+    let (status, body) = request(addr, &rebinding(addr)).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = request(
+        addr,
+        &format!("GET /api/models?limit=1 HTTP/1.1\r\nHost: localhost:{}", addr.port()),
+    )
+    .await;
+    assert_eq!(status, 200, "a local tool reads it: {body}");
+    drop(private);
+
+    // `http.public_read = true` opens the read route to everyone, and nothing else.
+    let public = ServeProcess::start(&env.clone().set("MODEL_LENS_HTTP__PUBLIC_READ", "true")).await;
+    let addr = public.connect_addr();
+    let (status, body) = request(addr, &cross_site(addr)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(addr, &rebinding(addr)).await;
+    assert_eq!(status, 200, "{body}");
+    for head in [
+        format!(
+            "POST /api/admin/sync-models HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: https://app.example",
+            addr.port()
+        ),
+        format!(
+            "GET /api/admin/sync-models HTTP/1.1\r\nHost: attacker.example:{}",
+            addr.port()
+        ),
+    ] {
+        let (status, body) = request(addr, &head).await;
+        assert_eq!(status, 403, "public reads opened an admin route: {head}: {body}");
+    }
+    assert_eq!(count_syncs(&db).await, 0, "a refused request started a sync");
 }
 
 #[tokio::test]

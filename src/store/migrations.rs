@@ -174,7 +174,5 @@ pub async fn is_up_to_date(database: &Database) -> Result<bool, StoreError> {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    Ok(MIGRATIONS
-        .iter()
-        .all(|migration| applied.contains(&migration.version)))
+    Ok(MIGRATIONS.iter().all(|migration| applied.contains(&migration.version)))
 }
