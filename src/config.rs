@@ -64,6 +64,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub health: HealthConfig,
     pub logging: LoggingConfig,
+    pub history: HistoryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -394,6 +395,28 @@ pub struct LoggingConfig {
     pub level: Option<String>,
 }
 
+/// The sanity rules of history (DESIGN.md §8).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// A complete listing that lacks more than this percent of the source's current models
+    /// removes nothing (`model_sync_sources.removals_held`): an upstream serving a short list
+    /// for a day must not delete half the catalog.
+    pub max_removed_percent: f64,
+    /// A price that moves by at least this factor (or to or from zero) is recorded with a
+    /// `hold_reason` in `model_changes`.
+    pub price_jump_factor: f64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            max_removed_percent: 10.0,
+            price_jump_factor: 10.0,
+        }
+    }
+}
+
 impl Config {
     /// Loads the layers in order; `env` is the process environment (a parameter for tests).
     pub fn load_from(env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
@@ -493,6 +516,12 @@ impl Config {
         }
         if self.writer.batch_size == 0 || self.writer.max_batches_per_second == 0 {
             return invalid("writer.batch_size and writer.max_batches_per_second must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.history.max_removed_percent) {
+            return invalid("history.max_removed_percent must be between 0 and 100".into());
+        }
+        if !(self.history.price_jump_factor > 1.0 && self.history.price_jump_factor.is_finite()) {
+            return invalid("history.price_jump_factor must be a number greater than 1".into());
         }
         if self.database.pool_size < 2 {
             return invalid("database.pool_size must be at least 2".into());

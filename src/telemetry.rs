@@ -16,6 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 use crate::config::{LogFormat, LoggingConfig};
+use crate::history::ChangeKind;
 use crate::model::{RejectReason, Source};
 
 pub const SYNC_RUNS_TOTAL: &str = "model_lens_sync_runs_total";
@@ -34,9 +35,11 @@ pub const ACTOR_RESTARTS_TOTAL: &str = "model_lens_actor_restarts_total";
 pub const HEALTH_STATUS: &str = "model_lens_health_status";
 pub const HEALTH_CHECK_OK: &str = "model_lens_health_check_ok";
 pub const DATABASE_UP: &str = "model_lens_database_up";
+pub const MODEL_CHANGES_TOTAL: &str = "model_lens_model_changes_total";
+pub const REMOVALS_HELD_TOTAL: &str = "model_lens_removals_held_total";
 
 /// Every metric name this process exports, for tests and for the dashboard check.
-pub const ALL_METRICS: [&str; 16] = [
+pub const ALL_METRICS: [&str; 18] = [
     SYNC_RUNS_TOTAL,
     SYNC_DURATION_SECONDS,
     LAST_SUCCESSFUL_SYNC_TIMESTAMP_SECONDS,
@@ -53,6 +56,8 @@ pub const ALL_METRICS: [&str; 16] = [
     HEALTH_STATUS,
     HEALTH_CHECK_OK,
     DATABASE_UP,
+    MODEL_CHANGES_TOTAL,
+    REMOVALS_HELD_TOTAL,
 ];
 
 /// Sync statuses as labels of `model_lens_sync_runs_total`.
@@ -140,6 +145,14 @@ fn describe_and_initialize() {
     describe_gauge!(HEALTH_STATUS, "0 healthy, 1 warning, 2 critical.");
     describe_gauge!(HEALTH_CHECK_OK, "1 when a health check passes.");
     describe_gauge!(DATABASE_UP, "1 when PostgreSQL answered the last probe.");
+    describe_counter!(
+        MODEL_CHANGES_TOTAL,
+        "Changes recorded in model_changes (added, removed, changed, reappeared)."
+    );
+    describe_counter!(
+        REMOVALS_HELD_TOTAL,
+        "Complete listings whose removals were held (they lacked too much of the source)."
+    );
 
     for status in SYNC_STATUSES {
         counter!(SYNC_RUNS_TOTAL, "status" => status).absolute(0);
@@ -159,6 +172,10 @@ fn describe_and_initialize() {
         for reason in RejectReason::ALL {
             counter!(MODELS_REJECTED_TOTAL, "source" => source, "reason" => reason.as_str()).absolute(0);
         }
+        for kind in ChangeKind::ALL {
+            counter!(MODEL_CHANGES_TOTAL, "source" => source, "kind" => kind.as_str()).absolute(0);
+        }
+        counter!(REMOVALS_HELD_TOTAL, "source" => source).absolute(0);
     }
     gauge!(SYNC_IN_PROGRESS).set(0.0);
 }
@@ -227,6 +244,16 @@ pub fn health_evaluated(status: u8, checks: &[(&'static str, bool)]) {
 
 pub fn database_up(up: bool) {
     gauge!(DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Changes committed to `model_changes`.
+pub fn model_changes(source: Source, kind: ChangeKind, count: u64) {
+    counter!(MODEL_CHANGES_TOTAL, "source" => source.as_str(), "kind" => kind.as_str()).increment(count);
+}
+
+/// A complete listing lacked too much of its source: nothing was removed.
+pub fn removals_held(source: Source) {
+    counter!(REMOVALS_HELD_TOTAL, "source" => source.as_str()).increment(1);
 }
 
 /// Keeps the log file writers alive; dropping it flushes them.

@@ -49,6 +49,9 @@ pub struct FetcherState {
     seen_urls: HashSet<u64>,
     /// Models still wanted when `max_models` bounds the listing.
     remaining_models: Option<u64>,
+    /// `max_models` cut the listing while the source had more (records past it on the last
+    /// page, or a next page not fetched).
+    truncated: bool,
     started: Instant,
 }
 
@@ -118,6 +121,7 @@ impl Actor for Fetcher {
             next_url: Some(start.url),
             pages: start.page_no - 1,
             seen_urls: HashSet::new(),
+            truncated: false,
             started: Instant::now(),
         })
     }
@@ -147,6 +151,7 @@ impl Actor for Fetcher {
                         generation: state.generation,
                         http_requests: state.http.requests,
                         bytes: state.http.bytes,
+                        truncated: state.truncated,
                     })?;
                     myself.stop(None);
                 }
@@ -209,12 +214,16 @@ async fn fetch_next(state: &mut FetcherState) -> Result<bool, String> {
         state.remaining_models = Some(remaining.saturating_sub(records));
     }
     let wants_more = state.remaining_models != Some(0);
-    let next = match (&fetched.link, state.source, wants_more) {
-        (Some(link), Source::HuggingFace, true) => {
-            huggingface::next_link(link).and_then(|next| huggingface::resolve_next(&url, &next))
-        }
+    let offered_next = match (&fetched.link, state.source) {
+        (Some(link), Source::HuggingFace) => huggingface::next_link(link),
         _ => None,
     };
+    if max_records.is_some() || (!wants_more && offered_next.is_some()) {
+        state.truncated = true;
+    }
+    let next = offered_next
+        .filter(|_| wants_more)
+        .and_then(|next| huggingface::resolve_next(&url, &next));
     if let Some(next) = &next {
         if state.seen_urls.contains(&url_hash(next)) {
             return Err(format!(

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use ractor::RpcReplyPort;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::history::Digest;
 use crate::model::{Model, Reject, Source};
 use crate::report::{SyncReport, Trigger};
 use crate::store::batch::BatchOutcome;
@@ -58,6 +59,8 @@ pub struct RawPage {
 pub struct PageRows {
     pub ticket: PageTicket,
     pub models: Vec<Model>,
+    /// `history::digest` of each model, in the same order.
+    pub digests: Vec<Digest>,
     pub rejects: Vec<Reject>,
     pub last: bool,
 }
@@ -93,6 +96,9 @@ pub enum SupervisorMsg {
         generation: u32,
         http_requests: u64,
         bytes: u64,
+        /// The listing was cut on purpose (`max_models` reached while the source had more):
+        /// what it did not reach was not removed upstream.
+        truncated: bool,
     },
     /// A fetcher could not finish its source.
     SourceFailed {

@@ -24,7 +24,9 @@ use crate::actors::writer::{Writer, WriterArgs};
 use crate::actors::Services;
 use crate::model::Source;
 use crate::report::{SourceReport, SourceStatus, SyncReport, SyncStatus, Trigger};
+use crate::history::{ChangeKind, ListingEnd, ListingOutcome};
 use crate::store::batch::BatchOutcome;
+use crate::store::history::{self, HistoryRules};
 use crate::store::syncs::{self, SyncLock};
 use crate::telemetry;
 
@@ -96,6 +98,9 @@ struct SourceRun {
     restarts: RestartBudget,
     /// Where the next incarnation starts (set by a restart, taken by `RestartSource`).
     restart_from: Option<FetchPosition>,
+    /// The listing was cut by `max_models` (from `SourceFetched`): history closes what it did
+    /// not reach as out of window instead of removed.
+    truncated: bool,
     /// Stored and rejected as the writer reported them (the database recount is final).
     done: bool,
 }
@@ -282,9 +287,11 @@ async fn on_message(myself: &ActorRef<SupervisorMsg>, message: SupervisorMsg, st
             generation,
             http_requests,
             bytes,
+            truncated,
         } => {
             if let Some(run) = running(state, sync_id) {
                 if let Some(progress) = run.sources.get_mut(&source).filter(|p| p.generation == generation) {
+                    progress.truncated = truncated;
                     progress.fetch_done = true;
                     progress.fetcher = None;
                     progress.report.http_requests += http_requests as i64;
@@ -442,6 +449,7 @@ async fn start_sync(
                     Duration::from_secs(config.sync.restart_window_secs),
                 ),
                 restart_from: None,
+                truncated: false,
                 done: skipped,
             },
         );
@@ -470,7 +478,6 @@ async fn spawn_writer(
     let run = state.running.as_mut().ok_or("no sync is running")?;
     let writer_args = WriterArgs {
         sync_id,
-        synced_at: run.started_at,
         services: state.services.clone(),
         supervisor: myself.clone(),
         gates: run.gates.clone(),
@@ -689,8 +696,11 @@ async fn restart_source(
     progress.generation += 1;
     match progress.restart_position() {
         Err(()) => {
-            // Every page was dispatched and committed; only the end-of-source news was lost.
+            // Every page was dispatched and committed; only the end-of-source news was lost,
+            // and with it whether `max_models` cut the listing: assume it did, so that history
+            // removes nothing on a guess.
             progress.fetch_done = true;
+            progress.truncated = true;
             complete_finished_sources(state, sync_id).await;
             return;
         }
@@ -796,13 +806,26 @@ async fn complete_finished_sources(state: &mut SupervisorState, sync_id: i64) {
     }
 }
 
-/// Records a source's end (status and the counts known so far; `finalize` recounts).
+/// Records a source's end (status and the counts known so far; `finalize` recounts), after
+/// the end of its listing for history (a listing whose end cannot be applied fails its source).
 async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source) {
     let database = state.services.database.clone();
+    let rules = HistoryRules::from(&state.services.config.history);
     let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
         return;
     };
     progress.done = true;
+    let listing = match progress.report.status {
+        SourceStatus::Success => ListingOutcome::Succeeded {
+            truncated: progress.truncated,
+        },
+        _ => ListingOutcome::Failed,
+    };
+    if let Err(error) = end_listing(&database, sync_id, source, listing, &rules).await {
+        tracing::error!(%source, %error, "the end of the listing could not be applied; the source fails");
+        progress.report.status = SourceStatus::Failed;
+        progress.report.error.get_or_insert(error);
+    }
     progress.report.duration_ms = Some(progress.started.elapsed().as_millis() as i64);
     tracing::info!(
         %source,
@@ -814,6 +837,40 @@ async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source
     );
     if let Err(error) = syncs::finish_source(&database, sync_id, &progress.report).await {
         tracing::error!(%source, %error, "could not record the source's result");
+    }
+}
+
+/// Applies the end of a source's listing to history (`store::history::end_source_listing`),
+/// retrying transient database errors briefly.
+async fn end_listing(
+    database: &crate::store::Database,
+    sync_id: i64,
+    source: Source,
+    listing: ListingOutcome,
+    rules: &HistoryRules,
+) -> Result<(), String> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match history::end_source_listing(database, sync_id, source, listing, rules).await {
+            Ok(summary) => {
+                if summary.removed > 0 {
+                    telemetry::model_changes(source, ChangeKind::Removed, summary.removed);
+                }
+                if let ListingEnd::Hold(cause) = summary.end {
+                    telemetry::removals_held(source);
+                    tracing::warn!(%source, %cause, "removals held: the models the listing lacked stay current");
+                } else if summary.closed > 0 {
+                    tracing::info!(%source, closed = summary.closed, removed = summary.removed, "closed the versions the listing lacked");
+                }
+                return Ok(());
+            }
+            Err(error) if error.is_transient() && delay < Duration::from_secs(4) => {
+                tracing::warn!(%source, %error, "the end of the listing failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(error) => return Err(format!("could not apply the end of its listing: {error}")),
+        }
     }
 }
 
@@ -875,6 +932,10 @@ async fn finalize(state: &mut SupervisorState) {
     let error = summarize_errors(&run);
     if let Err(error) = syncs::finish_sync(&database, run.id, status, error.as_deref()).await {
         tracing::error!(%error, "could not record the sync's result; it will be marked interrupted at the next start");
+    }
+    // What this sync saw is of no use any more (and nothing writes: the writer drained).
+    if let Err(error) = history::forget_seen(&database).await {
+        tracing::warn!(%error, "could not empty model_sync_seen; the next recovery will");
     }
     if let Some(lock) = run.lock.take() {
         lock.release().await;

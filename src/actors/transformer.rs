@@ -1,6 +1,6 @@
 //! One transformer per source per sync: parses each raw page off the async threads, applies
-//! the page-level rules (truncation to `max_models`, duplicates within the page), and streams
-//! the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
+//! the page-level rules (truncation to `max_models`, duplicates within the page), computes the
+//! records' history digests, and streams the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
 //! fails the source, never the process.
 
 use std::collections::HashSet;
@@ -9,6 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
 use crate::actors::messages::{PageRows, RawPage, SupervisorMsg, TransformerMsg, WriterMsg};
+use crate::history::{self, Digest};
 use crate::model::{ParsedPage, Reject, RejectReason};
 use crate::sources::parse_payload;
 
@@ -52,17 +53,23 @@ impl Actor for Transformer {
             let source = key.source;
             // Parsing is CPU work: keep it off the async worker threads. A panic inside comes
             // back as a JoinError instead of unwinding through this actor.
+            // The digests that history compares records by are computed here too, in
+            // parallel with the writer's database work rather than on its path.
             let parsed = tokio::task::spawn_blocking(move || {
                 crate::faults::maybe_panic_for("parser", source);
-                match max_records {
+                let parsed = match max_records {
                     Some(max) => parse_payload(source, &first_records(&body, max)),
                     None => parse_payload(source, &body),
-                }
+                };
+                parsed.map(|mut parsed| {
+                    quarantine_duplicates(&mut parsed);
+                    let digests: Vec<Digest> = parsed.models.iter().map(history::digest).collect();
+                    (parsed, digests)
+                })
             })
             .await;
             let error = match parsed {
-                Ok(Ok(mut parsed)) => {
-                    quarantine_duplicates(&mut parsed);
+                Ok(Ok((parsed, digests))) => {
                     tracing::debug!(
                         models = parsed.models.len(),
                         rejects = parsed.rejects.len(),
@@ -71,6 +78,7 @@ impl Actor for Transformer {
                     state.writer.cast(WriterMsg::Page(PageRows {
                         ticket,
                         models: parsed.models,
+                        digests,
                         rejects: parsed.rejects,
                         last,
                     }))?;

@@ -10,7 +10,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Semaphore;
@@ -18,8 +17,9 @@ use tracing::Instrument;
 
 use crate::actors::messages::{PageKey, PageRows, SupervisorMsg, WriterMsg};
 use crate::actors::Services;
-use crate::model::{Model, Reject, RejectReason, Source};
-use crate::store::batch::{write_batch, BatchOutcome};
+use crate::model::{Reject, RejectReason, Source};
+use crate::store::batch::BatchOutcome;
+use crate::store::history::{write_batch, HistoryRules, Incoming};
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -27,7 +27,6 @@ pub struct Writer;
 
 pub struct WriterArgs {
     pub sync_id: i64,
-    pub synced_at: DateTime<Utc>,
     pub services: Services,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The sources' in-flight slots: when one has none left, its fetcher waits on us.
@@ -42,6 +41,7 @@ pub struct WriterState {
     abandoned: HashSet<Source>,
     limiter: DefaultDirectRateLimiter,
     flush_interval: Duration,
+    rules: HistoryRules,
 }
 
 impl Actor for Writer {
@@ -58,7 +58,9 @@ impl Actor for Writer {
         let per_second = NonZeroU32::new(writer_config.max_batches_per_second).unwrap_or(NonZeroU32::MIN);
         let flush_interval = Duration::from_millis(writer_config.flush_interval_ms.max(1));
         myself.send_after(flush_interval, || WriterMsg::FlushTick);
+        let rules = HistoryRules::from(&args.services.config.history);
         Ok(WriterState {
+            rules,
             args,
             buffer: Vec::new(),
             buffered_records: 0,
@@ -157,6 +159,9 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
             for ((source, reason), count) in &outcome.rejected {
                 telemetry::models_rejected(*source, *reason, *count);
             }
+            for ((source, kind), count) in &outcome.changes {
+                telemetry::model_changes(*source, *kind, *count);
+            }
             tracing::debug!(
                 pages = keys.len(),
                 rows,
@@ -182,16 +187,28 @@ async fn flush(state: &mut WriterState) -> Result<(), ActorProcessingErr> {
     Ok(())
 }
 
+/// The models of `pages` with their digests, as the history write takes them.
+fn incoming(pages: &[PageRows]) -> Vec<Incoming<'_>> {
+    pages.iter().flat_map(page_incoming).collect()
+}
+
+fn page_incoming(page: &PageRows) -> impl Iterator<Item = Incoming<'_>> {
+    page.models
+        .iter()
+        .zip(&page.digests)
+        .map(|(model, digest)| Incoming { model, digest: *digest })
+}
+
 async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
     let config = &state.args.services.config;
     let mut attempt = 0;
     loop {
-        let models: Vec<&Model> = pages.iter().flat_map(|page| page.models.iter()).collect();
+        let models = incoming(pages);
         let rejects: Vec<&Reject> = pages.iter().flat_map(|page| page.rejects.iter()).collect();
         let result = write_batch(
             &state.args.services.database,
             state.args.sync_id,
-            state.args.synced_at,
+            &state.rules,
             &models,
             &rejects,
         )
@@ -223,13 +240,14 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
 /// the database's reason. Slow, but only used after a batch failed for its data.
 async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
     let database = &state.args.services.database;
-    let (sync_id, synced_at) = (state.args.sync_id, state.args.synced_at);
+    let (sync_id, rules) = (state.args.sync_id, &state.rules);
     let mut outcome = BatchOutcome::default();
     for page in pages {
         let rejects: Vec<&Reject> = page.rejects.iter().collect();
-        outcome.merge(write_batch(database, sync_id, synced_at, &[], &rejects).await?);
-        for model in &page.models {
-            match write_batch(database, sync_id, synced_at, &[model], &[]).await {
+        outcome.merge(write_batch(database, sync_id, rules, &[], &rejects).await?);
+        for incoming in page_incoming(page) {
+            let model = incoming.model;
+            match write_batch(database, sync_id, rules, &[incoming], &[]).await {
                 Ok(written) => outcome.merge(written),
                 Err(error) if error.is_transient() => return Err(error),
                 Err(error) => {
@@ -240,7 +258,7 @@ async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<Batc
                         model_id: Some(model.model_id.clone()),
                         raw: model.raw.clone(),
                     };
-                    outcome.merge(write_batch(database, sync_id, synced_at, &[], &[&reject]).await?);
+                    outcome.merge(write_batch(database, sync_id, rules, &[], &[&reject]).await?);
                 }
             }
         }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::store::embedded::EmbeddedPostgres;
 use crate::store::syncs::SyncLock;
-use crate::store::{connect_pool, migrations, syncs, Database};
+use crate::store::{connect_pool, history, migrations, syncs, Database};
 
 pub struct DatabaseSession {
     pub database: Database,
@@ -42,7 +42,10 @@ impl DatabaseSession {
     pub async fn recover_interrupted_syncs(&self) -> anyhow::Result<()> {
         if let Some(lock) = SyncLock::try_acquire(&self.database).await? {
             let ids = syncs::mark_orphans_interrupted(&self.database, &lock).await;
+            // What interrupted syncs saw (model_sync_seen) is of no use; no sync runs now.
+            let forgotten = history::forget_seen(&self.database).await;
             lock.release().await;
+            forgotten?;
             let ids = ids?;
             if !ids.is_empty() {
                 tracing::warn!(?ids, "marked syncs left running by a stopped process as interrupted");

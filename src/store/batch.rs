@@ -1,62 +1,24 @@
-//! The write of one batch, in one transaction with its rejects: binary COPY straight into
-//! `model_snapshots` (the fast path, at the machine's COPY speed), or, when that hits a key
-//! already stored, binary COPY into a per-session staging table and
-//! `INSERT … ON CONFLICT DO NOTHING`. Re-sending a batch (after a lost commit acknowledgement or a writer restart)
-//! therefore changes nothing; a record whose key was already stored in this sync with other
-//! content is quarantined as `duplicate_id` instead of silently overwriting or vanishing.
+//! The write of one batch, in one transaction with its rejects. Models go through the history
+//! write path (`store/history.rs`): compared with their current versions, only what changed is
+//! written. Re-sending a batch (after a lost commit acknowledgement or a writer restart)
+//! therefore changes nothing; a record whose key this sync already stored with other content
+//! is quarantined as `duplicate_id` instead of silently overwriting or vanishing.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
-use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::error::SqlState;
 
+use crate::history::{self, ChangeKind};
 use crate::model::{Model, Reject, RejectReason, Source};
+use crate::store::history::{HistoryRules, Incoming};
 use crate::store::{Database, StoreError};
 
-const SNAPSHOT_COLUMNS: &str = "sync_id, source, provider, model_id, name, context_length, \
-    max_output_tokens, input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok, \
-    cache_write_price_per_mtok, input_modalities, output_modalities, supports_tools, \
-    supports_reasoning, open_weights, release_date, downloads, likes, intelligence_index, data, \
-    content_hash, synced_at, price_tiers, status, expires_on, intelligence_index_version";
-
-const SNAPSHOT_TYPES: [Type; 27] = [
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::TEXT_ARRAY,
-    Type::TEXT_ARRAY,
-    Type::BOOL,
-    Type::BOOL,
-    Type::BOOL,
-    Type::DATE,
-    Type::INT8,
-    Type::INT8,
-    Type::NUMERIC,
-    Type::JSONB,
-    Type::BYTEA,
-    Type::TIMESTAMPTZ,
-    Type::JSONB,
-    Type::TEXT,
-    Type::DATE,
-    Type::TEXT,
-];
-
 /// JSON text sent as `jsonb` without re-serializing it (binary jsonb is a version byte + text).
-#[derive(Debug)]
-struct JsonText<'a>(&'a str);
+#[derive(Debug, Clone, Copy)]
+pub struct JsonText<'a>(pub &'a str);
 
 impl ToSql for JsonText<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
@@ -74,11 +36,13 @@ impl ToSql for JsonText<'_> {
     to_sql_checked!();
 }
 
-/// What one committed batch added, per source: new rows, and rejects by reason.
+/// What one committed batch added, per source: models recorded, rejects by reason, and the
+/// changes written by kind.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchOutcome {
     pub stored: BTreeMap<Source, u64>,
     pub rejected: BTreeMap<(Source, RejectReason), u64>,
+    pub changes: BTreeMap<(Source, ChangeKind), u64>,
 }
 
 impl BatchOutcome {
@@ -89,186 +53,69 @@ impl BatchOutcome {
         for (key, rows) in other.rejected {
             *self.rejected.entry(key).or_default() += rows;
         }
+        for (key, rows) in other.changes {
+            *self.changes.entry(key).or_default() += rows;
+        }
     }
 }
 
-/// Writes models and rejects of one sync in a single transaction.
+/// Writes models and rejects of one sync in a single transaction, with the default
+/// `[history]` rules. `synced_at` is not stored per row any more: `model_snapshots.synced_at`
+/// is the sync's start (`model_syncs.started_at`), which is what the writer was always given.
 pub async fn write_batch(
     database: &Database,
     sync_id: i64,
-    synced_at: DateTime<Utc>,
+    _synced_at: DateTime<Utc>,
     models: &[&Model],
     rejects: &[&Reject],
 ) -> Result<BatchOutcome, StoreError> {
-    let mut client = database.pool.get().await?;
-    let transaction = client.transaction().await?;
-    let mut outcome = BatchOutcome::default();
-    if !models.is_empty() && copy_directly(&transaction, sync_id, synced_at, models).await? {
-        for model in models {
-            *outcome.stored.entry(model.source).or_default() += 1;
-        }
-    } else if !models.is_empty() {
-        transaction
-            .batch_execute(
-                "CREATE TEMP TABLE IF NOT EXISTS staging_snapshots
-                    (LIKE model_snapshots INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-            )
-            .await?;
-        copy_rows(&transaction, "staging_snapshots", sync_id, synced_at, models).await?;
-        let inserted = transaction
-            .query(
-                &format!(
-                    "WITH inserted AS (
-                        INSERT INTO model_snapshots ({SNAPSHOT_COLUMNS})
-                        SELECT {SNAPSHOT_COLUMNS} FROM staging_snapshots
-                        ON CONFLICT (sync_id, source, provider, model_id) DO NOTHING
-                        RETURNING source)
-                     SELECT source, count(*) FROM inserted GROUP BY source"
-                ),
-                &[],
-            )
-            .await?;
-        let mut inserted_total = 0u64;
-        for row in inserted {
-            let rows = row.get::<_, i64>(1) as u64;
-            inserted_total += rows;
-            if let Some(source) = Source::parse(row.get(0)) {
-                outcome.stored.insert(source, rows);
-            }
-        }
-        // Conflicts are either a re-sent batch (same content: nothing to do) or the source
-        // listing the same key twice with different content: quarantine the second record.
-        if inserted_total < models.len() as u64 {
-            let duplicates = transaction
-                .query(
-                    "WITH quarantined AS (
-                        INSERT INTO model_rejects (sync_id, source, reason, detail, model_id, raw, raw_hash)
-                        SELECT s.sync_id, s.source, 'duplicate_id',
-                               'another record with the same provider and id was already stored in this sync',
-                               s.model_id, s.data::text, s.content_hash
-                          FROM staging_snapshots s
-                          JOIN model_snapshots m USING (sync_id, source, provider, model_id)
-                         WHERE m.content_hash <> s.content_hash
-                        ON CONFLICT DO NOTHING
-                        RETURNING source)
-                     SELECT source, count(*) FROM quarantined GROUP BY source",
-                    &[],
-                )
-                .await?;
-            for row in duplicates {
-                if let Some(source) = Source::parse(row.get(0)) {
-                    outcome
-                        .rejected
-                        .insert((source, RejectReason::DuplicateId), row.get::<_, i64>(1) as u64);
-                }
-            }
-        }
-    }
-    if !rejects.is_empty() {
-        let statement = transaction
-            .prepare(
-                "INSERT INTO model_rejects (sync_id, source, reason, detail, model_id, raw, raw_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        for reject in rejects {
-            let raw = without_nul(&reject.raw);
-            let hash = blake3::hash(reject.raw.as_bytes());
-            let added = transaction
-                .execute(
-                    &statement,
-                    &[
-                        &sync_id,
-                        &reject.source.as_str(),
-                        &reject.reason.as_str(),
-                        &without_nul(&reject.detail),
-                        &reject.model_id.as_deref().map(without_nul),
-                        &raw,
-                        &&hash.as_bytes()[..16],
-                    ],
-                )
-                .await?;
-            *outcome.rejected.entry((reject.source, reject.reason)).or_default() += added;
-        }
-    }
-    transaction.commit().await?;
-    Ok(outcome)
+    let digests: Vec<history::Digest> = models.iter().map(|model| history::digest(model)).collect();
+    let rows: Vec<Incoming<'_>> = models
+        .iter()
+        .zip(&digests)
+        .map(|(model, digest)| Incoming {
+            model,
+            digest: *digest,
+        })
+        .collect();
+    crate::store::history::write_batch(database, sync_id, &HistoryRules::default(), &rows, rejects).await
 }
 
-/// The fast path: COPY straight into `model_snapshots`, inside a savepoint. It succeeds for
-/// every first write of a batch; a key already stored (a re-sent batch, or an id listed twice)
-/// makes it fail with a unique violation, and the caller takes the staging path, which sorts
-/// re-sends from duplicates. Returns whether the rows are in.
-async fn copy_directly(
+/// Inserts rejects (idempotent on `(sync_id, source, reason, raw_hash)`), counting the new ones.
+pub async fn insert_rejects(
     transaction: &tokio_postgres::Transaction<'_>,
     sync_id: i64,
-    synced_at: DateTime<Utc>,
-    models: &[&Model],
-) -> Result<bool, StoreError> {
-    transaction.batch_execute("SAVEPOINT direct_copy").await?;
-    match copy_rows(transaction, "model_snapshots", sync_id, synced_at, models).await {
-        Ok(()) => {
-            transaction.batch_execute("RELEASE SAVEPOINT direct_copy").await?;
-            Ok(true)
-        }
-        Err(StoreError::Postgres(error)) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            transaction.batch_execute("ROLLBACK TO SAVEPOINT direct_copy").await?;
-            Ok(false)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Binary COPY of the rows into `table` (which has the columns of `model_snapshots`).
-async fn copy_rows(
-    transaction: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    sync_id: i64,
-    synced_at: DateTime<Utc>,
-    models: &[&Model],
+    rejects: &[&Reject],
+    outcome: &mut BatchOutcome,
 ) -> Result<(), StoreError> {
-    let sink = transaction
-        .copy_in(&format!("COPY {table} ({SNAPSHOT_COLUMNS}) FROM STDIN (FORMAT binary)"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &SNAPSHOT_TYPES);
-    pin_mut!(writer);
-    for model in models {
-        let hash = model.content_hash();
-        let price_tiers = model.price_tiers_json();
-        writer
-            .as_mut()
-            .write(&[
-                &sync_id,
-                &model.source.as_str(),
-                &model.provider,
-                &model.model_id,
-                &model.name,
-                &model.context_length,
-                &model.max_output_tokens,
-                &model.input_price_per_mtok,
-                &model.output_price_per_mtok,
-                &model.cache_read_price_per_mtok,
-                &model.cache_write_price_per_mtok,
-                &model.input_modalities,
-                &model.output_modalities,
-                &model.supports_tools,
-                &model.supports_reasoning,
-                &model.open_weights,
-                &model.release_date,
-                &model.downloads,
-                &model.likes,
-                &model.intelligence_index,
-                &JsonText(&model.raw),
-                &&hash[..],
-                &synced_at,
-                &price_tiers.as_deref().map(JsonText),
-                &model.status,
-                &model.expires_on,
-                &model.intelligence_index_version,
-            ])
-            .await?;
+    if rejects.is_empty() {
+        return Ok(());
     }
-    writer.finish().await?;
+    let statement = transaction
+        .prepare(
+            "INSERT INTO model_rejects (sync_id, source, reason, detail, model_id, raw, raw_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    for reject in rejects {
+        let raw = without_nul(&reject.raw);
+        let hash = blake3::hash(reject.raw.as_bytes());
+        let added = transaction
+            .execute(
+                &statement,
+                &[
+                    &sync_id,
+                    &reject.source.as_str(),
+                    &reject.reason.as_str(),
+                    &without_nul(&reject.detail),
+                    &reject.model_id.as_deref().map(without_nul),
+                    &raw,
+                    &&hash.as_bytes()[..16],
+                ],
+            )
+            .await?;
+        *outcome.rejected.entry((reject.source, reject.reason)).or_default() += added;
+    }
     Ok(())
 }
 

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_sources_2026.sql",
         sql: include_str!("../../sql/0003_sources_2026.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_history.sql",
+        sql: include_str!("../../sql/0006_history.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {
@@ -38,13 +43,19 @@ fn checksum(sql: &str) -> String {
 
 /// Applies what is missing; returns the names of the migrations applied now.
 pub async fn migrate(database: &Database) -> Result<Vec<&'static str>, StoreError> {
+    migrate_to(database, i32::MAX).await
+}
+
+/// Applies what is missing up to and including `version` (the upgrade tests fill a database
+/// with an older schema, then migrate it to the latest).
+pub async fn migrate_to(database: &Database, version: i32) -> Result<Vec<&'static str>, StoreError> {
     // A dedicated connection: if this process dies, the lock dies with the session.
     let mut client = database.dedicated_connection().await?;
     // Lock first: even `CREATE TABLE IF NOT EXISTS` races between two sessions.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let applied = create_table_and_apply(&mut client).await;
+    let applied = create_table_and_apply(&mut client, version).await;
     // Unlock even on failure; closing the connection would release it too.
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
@@ -52,7 +63,10 @@ pub async fn migrate(database: &Database) -> Result<Vec<&'static str>, StoreErro
     applied
 }
 
-async fn create_table_and_apply(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
+async fn create_table_and_apply(
+    client: &mut tokio_postgres::Client,
+    up_to: i32,
+) -> Result<Vec<&'static str>, StoreError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS model_lens_migrations (
@@ -63,15 +77,15 @@ async fn create_table_and_apply(client: &mut tokio_postgres::Client) -> Result<V
             )",
         )
         .await?;
-    apply_missing(client).await
+    apply_missing(client, up_to).await
 }
 
-async fn apply_missing(client: &mut tokio_postgres::Client) -> Result<Vec<&'static str>, StoreError> {
+async fn apply_missing(client: &mut tokio_postgres::Client, up_to: i32) -> Result<Vec<&'static str>, StoreError> {
     let rows = client
         .query("SELECT version, name, checksum FROM model_lens_migrations", &[])
         .await?;
     let mut applied_now = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in MIGRATIONS.iter().filter(|migration| migration.version <= up_to) {
         let recorded = rows.iter().find(|row| row.get::<_, i32>(0) == migration.version);
         if let Some(row) = recorded {
             let recorded_checksum: String = row.get(2);

@@ -1,8 +1,9 @@
 //! Everything that talks to PostgreSQL: the pool, migrations, the embedded cluster, the
-//! sync bookkeeping queries and the batch write.
+//! sync bookkeeping queries, the batch write and history (versions, changes).
 
 pub mod batch;
 pub mod embedded;
+pub mod history;
 pub mod migrations;
 pub mod pool;
 pub mod syncs;

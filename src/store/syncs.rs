@@ -79,13 +79,15 @@ pub async fn create_sync(
     Ok((id, started_at))
 }
 
-/// Rows stored and rejects recorded for one source of one sync, counted in the database
-/// (the truth, whatever was retried or re-sent).
+/// Models recorded and rejects for one source of one sync, as the database has them (the
+/// truth, whatever was retried or re-sent). The models are the sync's rows of
+/// `model_snapshots` that it fetched itself: the writer counts them in the transactions that
+/// record them (`snapshot_rows`), since unchanged models write no row to count.
 pub async fn count_source_rows(database: &Database, sync_id: i64, source: Source) -> Result<(i64, i64), StoreError> {
     let client = database.pool.get().await?;
     let row = client
         .query_one(
-            "SELECT (SELECT count(*) FROM model_snapshots WHERE sync_id = $1 AND source = $2),
+            "SELECT coalesce((SELECT snapshot_rows FROM model_sync_sources WHERE sync_id = $1 AND source = $2), 0),
                     (SELECT count(*) FROM model_rejects WHERE sync_id = $1 AND source = $2)",
             &[&sync_id, &source.as_str()],
         )

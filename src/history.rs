@@ -1,0 +1,967 @@
+//! The rules of history (DESIGN.md §8), as pure functions: what in a record is volatile, what a
+//! model's content is and when it changed, how a re-listed model is classified, what the end of
+//! a listing may infer, and which changes are held. No I/O here: `store/history.rs` applies
+//! these decisions in SQL, and the tests below are tables of (input → decision).
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::model::{Model, Source};
+use crate::sources::split;
+
+/// The channel of `NOTIFY model_lens_changes, '<last change id>'`, sent after each commit that
+/// added changes (a wake-up: listeners read `model_changes` by id).
+pub const CHANGES_CHANNEL: &str = "model_lens_changes";
+
+/// Whether a top-level key of a `source` record holds a volatile value: one that moves without
+/// the model changing (Hugging Face `downloads`, `likes`, `trendingScore`; the Artificial
+/// Analysis speed and latency measurements `median_*`). Volatile values are kept in a series,
+/// written only when they move, and never make a new version. `sql/0006_history.sql` applies
+/// the same rule to convert old snapshot rows.
+pub fn is_volatile(source: Source, key: &str) -> bool {
+    match source {
+        Source::HuggingFace => matches!(key, "downloads" | "likes" | "trendingScore"),
+        Source::ArtificialAnalysis => key.starts_with("median_"),
+        Source::ModelsDev | Source::OpenRouter => false,
+    }
+}
+
+/// A record cut in two: `data` is the record without its volatile members, `volatile` an object
+/// of the volatile members present (`None` when there are none). Members keep their exact text,
+/// so `data || volatile` in PostgreSQL is the record as jsonb again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordParts {
+    pub data: String,
+    pub volatile: Option<String>,
+}
+
+/// Cuts `raw` into [`RecordParts`]. A record that is not a JSON object has no members to cut
+/// and is kept whole.
+pub fn split_record(source: Source, raw: &str) -> RecordParts {
+    let whole = || RecordParts {
+        data: raw.to_string(),
+        volatile: None,
+    };
+    let Ok(members) = split::members(raw.as_bytes()) else {
+        return whole();
+    };
+    let volatile_at: Vec<bool> = members
+        .iter()
+        .map(|member| member.key.as_deref().is_ok_and(|key| is_volatile(source, key)))
+        .collect();
+    if !volatile_at.contains(&true) {
+        return whole();
+    }
+    let mut data = String::with_capacity(raw.len());
+    let mut volatile = String::new();
+    data.push('{');
+    volatile.push('{');
+    for (member, is_volatile) in members.iter().zip(volatile_at) {
+        let part = if is_volatile { &mut volatile } else { &mut data };
+        if part.len() > 1 {
+            part.push(',');
+        }
+        // The splitter cuts at ASCII bytes only, so a member of a UTF-8 record is UTF-8.
+        part.push_str(std::str::from_utf8(member.text).unwrap_or_default());
+    }
+    data.push('}');
+    volatile.push('}');
+    RecordParts {
+        data,
+        volatile: Some(volatile),
+    }
+}
+
+/// What a record is compared by: `content` hashes every content column and the record without
+/// its volatile members (members in key order, so a reordered record is the same content);
+/// `record` hashes the record's exact text (what `model_snapshots.content_hash` always held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub content: [u8; 16],
+    pub record: [u8; 16],
+}
+
+/// The [`Digest`] of a parsed model.
+pub fn digest(model: &Model) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    Content::of(model).feed(&mut hasher);
+    match split::members(model.raw.as_bytes()) {
+        Ok(mut members) => {
+            members.retain(|member| !member.key.as_deref().is_ok_and(|key| is_volatile(model.source, key)));
+            members.sort_by(|a, b| a.key.as_deref().unwrap_or("").cmp(b.key.as_deref().unwrap_or("")));
+            hasher.update(&(members.len() as u64).to_le_bytes());
+            for member in members {
+                feed_bytes(&mut hasher, member.key.as_deref().unwrap_or("").as_bytes());
+                feed_bytes(&mut hasher, member.value.bytes);
+            }
+        }
+        Err(_) => feed_bytes(&mut hasher, model.raw.as_bytes()),
+    }
+    Digest {
+        content: first_16(hasher.finalize()),
+        record: model.record_hash(),
+    }
+}
+
+fn first_16(hash: blake3::Hash) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.as_bytes()[..16]);
+    out
+}
+
+fn feed_bytes(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+fn feed_option(hasher: &mut blake3::Hasher, value: Option<&str>) {
+    match value {
+        None => {
+            hasher.update(&[0]);
+        }
+        Some(text) => {
+            hasher.update(&[1]);
+            feed_bytes(hasher, text.as_bytes());
+        }
+    }
+}
+
+/// The content columns of a model (DESIGN.md §4 and §9 without the volatile `downloads` and
+/// `likes`), in the order of [`CONTENT_COLUMNS`]. A change of any of them, or of the record
+/// without its volatile members, is a change of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub name: Option<String>,
+    pub context_length: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    pub input_price_per_mtok: Option<Decimal>,
+    pub output_price_per_mtok: Option<Decimal>,
+    pub cache_read_price_per_mtok: Option<Decimal>,
+    pub cache_write_price_per_mtok: Option<Decimal>,
+    pub input_modalities: Option<Vec<String>>,
+    pub output_modalities: Option<Vec<String>>,
+    pub supports_tools: Option<bool>,
+    pub supports_reasoning: Option<bool>,
+    pub open_weights: Option<bool>,
+    pub release_date: Option<NaiveDate>,
+    pub intelligence_index: Option<Decimal>,
+    /// As stored: an array of `{"min_context_tokens": int, "input": "dec", ...}`.
+    pub price_tiers: Option<serde_json::Value>,
+    pub status: Option<String>,
+    pub expires_on: Option<NaiveDate>,
+    pub intelligence_index_version: Option<String>,
+}
+
+/// The names of the content columns, as in `model_versions`, `model_changes.fields` and the
+/// keys of `model_changes.before` / `after`.
+pub const CONTENT_COLUMNS: [&str; 18] = [
+    "name",
+    "context_length",
+    "max_output_tokens",
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "cache_read_price_per_mtok",
+    "cache_write_price_per_mtok",
+    "input_modalities",
+    "output_modalities",
+    "supports_tools",
+    "supports_reasoning",
+    "open_weights",
+    "release_date",
+    "intelligence_index",
+    "price_tiers",
+    "status",
+    "expires_on",
+    "intelligence_index_version",
+];
+
+/// The price columns: what the price-jump rule watches.
+pub const PRICE_COLUMNS: [&str; 4] = [
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "cache_read_price_per_mtok",
+    "cache_write_price_per_mtok",
+];
+
+/// Named in `model_changes.fields` when the stored record (without volatile members) changed.
+pub const DATA_FIELD: &str = "data";
+
+impl Content {
+    pub fn of(model: &Model) -> Content {
+        Content {
+            name: model.name.clone(),
+            context_length: model.context_length,
+            max_output_tokens: model.max_output_tokens,
+            input_price_per_mtok: model.input_price_per_mtok,
+            output_price_per_mtok: model.output_price_per_mtok,
+            cache_read_price_per_mtok: model.cache_read_price_per_mtok,
+            cache_write_price_per_mtok: model.cache_write_price_per_mtok,
+            input_modalities: model.input_modalities.clone(),
+            output_modalities: model.output_modalities.clone(),
+            supports_tools: model.supports_tools,
+            supports_reasoning: model.supports_reasoning,
+            open_weights: model.open_weights,
+            release_date: model.release_date,
+            intelligence_index: model.intelligence_index,
+            price_tiers: model
+                .price_tiers
+                .as_ref()
+                .map(|tiers| serde_json::to_value(tiers).expect("price tiers are strings and integers")),
+            status: model.status.clone(),
+            expires_on: model.expires_on,
+            intelligence_index_version: model.intelligence_index_version.clone(),
+        }
+    }
+
+    /// The prices of the four price columns, in the order of [`PRICE_COLUMNS`].
+    fn prices(&self) -> [Option<Decimal>; 4] {
+        [
+            self.input_price_per_mtok,
+            self.output_price_per_mtok,
+            self.cache_read_price_per_mtok,
+            self.cache_write_price_per_mtok,
+        ]
+    }
+
+    /// Whether column `index` of [`CONTENT_COLUMNS`] holds the same value in both. Decimals
+    /// compare by value (`1.50` = `1.5`).
+    fn same_column(&self, other: &Content, index: usize) -> bool {
+        match index {
+            0 => self.name == other.name,
+            1 => self.context_length == other.context_length,
+            2 => self.max_output_tokens == other.max_output_tokens,
+            3..=6 => self.prices()[index - 3] == other.prices()[index - 3],
+            7 => self.input_modalities == other.input_modalities,
+            8 => self.output_modalities == other.output_modalities,
+            9 => self.supports_tools == other.supports_tools,
+            10 => self.supports_reasoning == other.supports_reasoning,
+            11 => self.open_weights == other.open_weights,
+            12 => self.release_date == other.release_date,
+            13 => self.intelligence_index == other.intelligence_index,
+            14 => same_tiers(self.price_tiers.as_ref(), other.price_tiers.as_ref()),
+            15 => self.status == other.status,
+            16 => self.expires_on == other.expires_on,
+            _ => self.intelligence_index_version == other.intelligence_index_version,
+        }
+    }
+
+    /// Feeds the content columns to the content hash. Decimals are normalized (`1.50` and
+    /// `1.5` hash alike), so a source that changes only its number formatting is not a change.
+    fn feed(&self, hasher: &mut blake3::Hasher) {
+        let decimal = |value: Option<Decimal>| value.map(|value| value.normalize().to_string());
+        let list = |value: &Option<Vec<String>>| value.as_ref().map(|items| items.join("\u{1f}"));
+        let flag = |value: Option<bool>| value.map(|value| if value { "t" } else { "f" });
+        feed_option(hasher, self.name.as_deref());
+        feed_option(hasher, self.context_length.map(|v| v.to_string()).as_deref());
+        feed_option(hasher, self.max_output_tokens.map(|v| v.to_string()).as_deref());
+        for price in self.prices() {
+            feed_option(hasher, decimal(price).as_deref());
+        }
+        feed_option(hasher, list(&self.input_modalities).as_deref());
+        feed_option(hasher, list(&self.output_modalities).as_deref());
+        feed_option(hasher, flag(self.supports_tools));
+        feed_option(hasher, flag(self.supports_reasoning));
+        feed_option(hasher, flag(self.open_weights));
+        feed_option(hasher, self.release_date.map(|v| v.to_string()).as_deref());
+        feed_option(hasher, decimal(self.intelligence_index).as_deref());
+        feed_option(
+            hasher,
+            self.price_tiers
+                .as_ref()
+                .map(|tiers| normalized_tiers(tiers).to_string())
+                .as_deref(),
+        );
+        feed_option(hasher, self.status.as_deref());
+        feed_option(hasher, self.expires_on.map(|v| v.to_string()).as_deref());
+        feed_option(hasher, self.intelligence_index_version.as_deref());
+    }
+}
+
+/// Tiers with their decimal strings normalized, so that `"10.0"` and `"10"` compare equal.
+fn normalized_tiers(tiers: &serde_json::Value) -> serde_json::Value {
+    match tiers {
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(normalized_tiers).collect()),
+        serde_json::Value::Object(members) => serde_json::Value::Object(
+            members
+                .iter()
+                .map(|(key, value)| (key.clone(), normalized_tiers(value)))
+                .collect(),
+        ),
+        serde_json::Value::String(text) => match text.parse::<Decimal>() {
+            Ok(value) => serde_json::Value::String(value.normalize().to_string()),
+            Err(_) => tiers.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+fn same_tiers(a: Option<&serde_json::Value>, b: Option<&serde_json::Value>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => normalized_tiers(a) == normalized_tiers(b),
+        _ => false,
+    }
+}
+
+/// The columns that differ between an old and a new content, in [`CONTENT_COLUMNS`] order,
+/// then [`DATA_FIELD`] when the record without its volatile members differs. Empty: the same
+/// content (what the hash said may have been only formatting).
+pub fn changed_fields(old: &Content, new: &Content, same_data: bool) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = CONTENT_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !old.same_column(new, *index))
+        .map(|(_, name)| *name)
+        .collect();
+    if !same_data {
+        fields.push(DATA_FIELD);
+    }
+    fields
+}
+
+/// Why a change should be held by consumers, if it should: a price (a price column, or a price
+/// of a long-context tier with the same threshold) that moved by a factor of at least
+/// `factor`, or went to or from zero. The change is stored as upstream said it either way.
+pub fn hold_reason(old: &Content, new: &Content, factor: Decimal) -> Option<String> {
+    let mut reasons: Vec<String> = PRICE_COLUMNS
+        .iter()
+        .zip(old.prices().into_iter().zip(new.prices()))
+        .filter_map(|(column, (before, after))| price_jump(column, before?, after?, factor))
+        .collect();
+    reasons.extend(tier_jumps(old.price_tiers.as_ref(), new.price_tiers.as_ref(), factor));
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// One price's move, described, when it is a jump.
+pub fn price_jump(what: &str, before: Decimal, after: Decimal, factor: Decimal) -> Option<String> {
+    if before == after {
+        return None;
+    }
+    let (before_text, after_text) = (before.normalize(), after.normalize());
+    if before.is_zero() {
+        return Some(format!("{what} went from 0 to {after_text}"));
+    }
+    if after.is_zero() {
+        return Some(format!("{what} went to 0 (from {before_text})"));
+    }
+    let (low, high) = if before < after { (before, after) } else { (after, before) };
+    let ratio = high.checked_div(low)?;
+    (ratio >= factor).then(|| {
+        let direction = if after > before { "rose" } else { "fell" };
+        format!(
+            "{what} {direction} by a factor of {} ({before_text} → {after_text})",
+            ratio.round_dp(2).normalize()
+        )
+    })
+}
+
+fn tier_jumps(old: Option<&serde_json::Value>, new: Option<&serde_json::Value>, factor: Decimal) -> Vec<String> {
+    let tiers = |value: Option<&serde_json::Value>| -> Vec<serde_json::Map<String, serde_json::Value>> {
+        value
+            .and_then(|value| value.as_array())
+            .map(|items| items.iter().filter_map(|item| item.as_object().cloned()).collect())
+            .unwrap_or_default()
+    };
+    let price = |tier: &serde_json::Map<String, serde_json::Value>, key: &str| -> Option<Decimal> {
+        tier.get(key)?.as_str()?.parse().ok()
+    };
+    let mut reasons = Vec::new();
+    for before in tiers(old) {
+        let threshold = before.get("min_context_tokens").cloned();
+        let Some(after) = tiers(new)
+            .into_iter()
+            .find(|tier| tier.get("min_context_tokens") == threshold.as_ref())
+        else {
+            continue;
+        };
+        for key in ["input", "output", "cache_read", "cache_write"] {
+            if let (Some(old_price), Some(new_price)) = (price(&before, key), price(&after, key)) {
+                let what = format!(
+                    "price_tiers[{}].{key}",
+                    threshold.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                );
+                reasons.extend(price_jump(&what, old_price, new_price, factor));
+            }
+        }
+    }
+    reasons
+}
+
+/// Why a version stopped being current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// A newer version of the same model replaced it.
+    Replaced,
+    /// A complete listing lacked the model.
+    Removed,
+    /// A truncated listing (the Hugging Face window) did not reach the model; it was not
+    /// deleted upstream.
+    OutOfWindow,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Replaced => "replaced",
+            EndReason::Removed => "removed",
+            EndReason::OutOfWindow => "out_of_window",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EndReason> {
+        [EndReason::Replaced, EndReason::Removed, EndReason::OutOfWindow]
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+    }
+}
+
+/// What `model_changes.kind` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed,
+    Reappeared,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 4] = [
+        ChangeKind::Added,
+        ChangeKind::Removed,
+        ChangeKind::Changed,
+        ChangeKind::Reappeared,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Reappeared => "reappeared",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ChangeKind> {
+        ChangeKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the store knows of a key before a sync's record of it is written (`model_keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    /// The sync the key's latest version starts at.
+    pub latest_from_sync: i64,
+    /// `None` while that version is current.
+    pub closed_as: Option<EndReason>,
+    /// `None` for a version converted from old snapshot rows (never hashed by this rule).
+    pub content_hash: Option<[u8; 16]>,
+    pub record_hash: [u8; 16],
+}
+
+/// The first look at a record of sync `sync_id`, before the seen-in-this-sync check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLook {
+    /// A key never listed before.
+    New,
+    /// This sync already opened the key's version: the same record again is a re-send (a
+    /// retried batch), another one a second record with the same key (a duplicate).
+    OpenedThisSync { same_record: bool },
+    /// The key's current version predates this sync. Whether this sync saw the key already
+    /// decides between a re-send, a duplicate, and the comparison.
+    Current { content: Comparison, same_record: bool },
+    /// The key has no current version (removed, or out of the window) and is listed again.
+    Returning { closed_as: EndReason, content: Comparison },
+}
+
+/// How a record's content compares with the key's latest version by hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Same,
+    Differs,
+    /// The version has no content hash (converted from old rows): compare the content itself.
+    Unknown,
+}
+
+pub fn first_look(sync_id: i64, digest: &Digest, key: Option<&KeyState>) -> FirstLook {
+    let Some(key) = key else {
+        return FirstLook::New;
+    };
+    let content = match key.content_hash {
+        None => Comparison::Unknown,
+        Some(hash) if hash == digest.content => Comparison::Same,
+        Some(_) => Comparison::Differs,
+    };
+    let same_record = key.record_hash == digest.record;
+    match key.closed_as {
+        _ if key.latest_from_sync >= sync_id => FirstLook::OpenedThisSync { same_record },
+        None => FirstLook::Current { content, same_record },
+        Some(closed_as) => FirstLook::Returning { closed_as, content },
+    }
+}
+
+/// What to do with a record whose key's current version predates the sync, once it is known
+/// whether the sync saw the key before (and with which record hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentAction {
+    /// Seen already with the same record: a re-sent batch; nothing to write.
+    Resent,
+    /// Seen already with another record: the listing holds the key twice.
+    Duplicate,
+    /// Same record: nothing to write but the seen mark.
+    Unchanged,
+    /// Same content, other volatile values (or record text): a series row.
+    VolatileMoved,
+    /// The content hash differs or is unknown: compare the content itself.
+    Compare,
+}
+
+pub fn current_action(content: Comparison, same_record: bool, seen_before: Option<bool>) -> CurrentAction {
+    match (seen_before, content, same_record) {
+        (Some(true), _, _) => CurrentAction::Resent,
+        (Some(false), _, _) => CurrentAction::Duplicate,
+        (None, _, true) if content != Comparison::Unknown => CurrentAction::Unchanged,
+        (None, Comparison::Same, false) => CurrentAction::VolatileMoved,
+        (None, _, _) => CurrentAction::Compare,
+    }
+}
+
+/// Where a record that needs a version (or a content comparison) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Previous {
+    /// A key never listed.
+    None,
+    /// The key's current version.
+    Current,
+    /// The key's latest version, closed for this reason.
+    Closed(EndReason),
+}
+
+/// The outcome of comparing a record's content with the previous version's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether a new version opens (else the current one stays, its hash recorded).
+    pub new_version: bool,
+    /// The change row to write, if any.
+    pub change: Option<ChangeKind>,
+}
+
+/// The version and change a compared record makes. `fields` are the [`changed_fields`];
+/// `baseline` is true while the source has no successful listing yet (its first listing is
+/// its baseline: no changes at all).
+pub fn outcome(previous: Previous, fields: &[&str], baseline: bool) -> Outcome {
+    let (new_version, change) = match previous {
+        Previous::None => (true, Some(ChangeKind::Added)),
+        Previous::Current if fields.is_empty() => (false, None),
+        Previous::Current => (true, Some(ChangeKind::Changed)),
+        Previous::Closed(EndReason::Removed) => (true, Some(ChangeKind::Reappeared)),
+        Previous::Closed(_) if fields.is_empty() => (true, None),
+        Previous::Closed(_) => (true, Some(ChangeKind::Changed)),
+    };
+    Outcome {
+        new_version,
+        change: change.filter(|_| !baseline),
+    }
+}
+
+/// How a source's listing ended (the supervisor knows; the store applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingOutcome {
+    /// Every page was committed. `truncated`: cut on purpose by `max_models` while the source
+    /// had more.
+    Succeeded { truncated: bool },
+    /// The source failed: what it did not reach says nothing.
+    Failed,
+}
+
+/// What the store knows at the end of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingFacts {
+    /// The source has no successful listing before this one.
+    pub baseline: bool,
+    /// PostgreSQL restarted while the sync ran: the unlogged record of what the sync saw may
+    /// be gone.
+    pub restarted: bool,
+    /// Current models of the source that this listing lacked.
+    pub lacking: u64,
+    /// Models of the source that were current before this sync.
+    pub current: u64,
+}
+
+/// What the end of a listing does with the current models it lacked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ListingEnd {
+    /// Nothing (the source failed).
+    Nothing,
+    /// Close them without a change row: a truncated listing, or a baseline.
+    CloseOutOfWindow,
+    /// Close them as removed, with a change row each.
+    Remove,
+    /// Close nothing and say so (`model_sync_sources.removals_held`).
+    Hold(HoldCause),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HoldCause {
+    /// More than `history.max_removed_percent` of the source's models would go.
+    TooMany { percent: f64 },
+    Restarted,
+}
+
+impl fmt::Display for HoldCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HoldCause::TooMany { percent } => write!(
+                f,
+                "the listing lacked {percent:.1}% of the source's models (more than history.max_removed_percent)"
+            ),
+            HoldCause::Restarted => f.write_str("PostgreSQL restarted during the sync, so what it saw is not known"),
+        }
+    }
+}
+
+/// Decides what a listing's end closes. Only a complete listing removes; one that would remove
+/// more than `max_removed_percent` of the source's models removes nothing.
+pub fn listing_end(outcome: ListingOutcome, facts: ListingFacts, max_removed_percent: f64) -> ListingEnd {
+    let truncated = match outcome {
+        ListingOutcome::Failed => return ListingEnd::Nothing,
+        ListingOutcome::Succeeded { truncated } => truncated,
+    };
+    if facts.lacking == 0 {
+        return ListingEnd::Remove;
+    }
+    if facts.restarted {
+        return ListingEnd::Hold(HoldCause::Restarted);
+    }
+    if truncated || facts.baseline {
+        return ListingEnd::CloseOutOfWindow;
+    }
+    let percent = facts.lacking as f64 * 100.0 / facts.current.max(1) as f64;
+    if percent > max_removed_percent {
+        return ListingEnd::Hold(HoldCause::TooMany { percent });
+    }
+    ListingEnd::Remove
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    fn hf(raw: &str) -> Model {
+        let mut model = Model::new(Source::HuggingFace, "org".into(), "org/m".into(), raw.into());
+        model.open_weights = Some(true);
+        model
+    }
+
+    #[test]
+    fn volatile_keys_per_source() {
+        let cases = [
+            (Source::HuggingFace, "downloads", true),
+            (Source::HuggingFace, "likes", true),
+            (Source::HuggingFace, "trendingScore", true),
+            (Source::HuggingFace, "downloadsAllTime", false),
+            (Source::HuggingFace, "sha", false),
+            (Source::ArtificialAnalysis, "median_output_tokens_per_second", true),
+            (Source::ArtificialAnalysis, "median_time_to_first_token_seconds", true),
+            (Source::ArtificialAnalysis, "pricing", false),
+            (Source::ModelsDev, "downloads", false),
+            (Source::OpenRouter, "likes", false),
+        ];
+        for (source, key, expected) in cases {
+            assert_eq!(is_volatile(source, key), expected, "{source} {key}");
+        }
+    }
+
+    #[test]
+    fn records_split_into_data_and_volatile_members_keeping_their_text() {
+        let cases = [
+            (
+                r#"{"id":"a","downloads":10,"likes":2,"tags":["x"]}"#,
+                r#"{"id":"a","tags":["x"]}"#,
+                Some(r#"{"downloads":10,"likes":2}"#),
+            ),
+            (r#"{"id":"a"}"#, r#"{"id":"a"}"#, None),
+            (r#"{"downloads":1.50}"#, "{}", Some(r#"{"downloads":1.50}"#)),
+            (r#"[1,2]"#, r#"[1,2]"#, None),
+            (
+                r#"{ "id" : "a" , "trendingScore" : null }"#,
+                r#"{"id" : "a"}"#,
+                Some(r#"{"trendingScore" : null}"#),
+            ),
+        ];
+        for (raw, data, volatile) in cases {
+            let parts = split_record(Source::HuggingFace, raw);
+            assert_eq!(parts.data, data, "{raw}");
+            assert_eq!(parts.volatile.as_deref(), volatile, "{raw}");
+        }
+        // Other sources keep every member.
+        let whole = split_record(Source::ModelsDev, r#"{"downloads":1}"#);
+        assert_eq!((whole.data.as_str(), whole.volatile), (r#"{"downloads":1}"#, None));
+    }
+
+    #[test]
+    fn the_content_hash_ignores_volatile_values_and_member_order_but_not_content() {
+        let base = digest(&hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"a"}"#));
+        let volatile_moved = digest(&hf(r#"{"id":"org/m","downloads":99,"likes":7,"sha":"a"}"#));
+        let reordered = digest(&hf(r#"{"sha":"a","likes":1,"id":"org/m","downloads":10}"#));
+        let content_moved = digest(&hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"b"}"#));
+        assert_eq!(base.content, volatile_moved.content);
+        assert_ne!(base.record, volatile_moved.record);
+        assert_eq!(base.content, reordered.content);
+        assert_ne!(base.content, content_moved.content);
+        // A parsed column that changes (a new parser filling `status`) changes the content.
+        let mut with_status = hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"a"}"#);
+        with_status.status = Some("deprecated".into());
+        assert_ne!(digest(&with_status).content, base.content);
+        // A price written with more digits is the same price.
+        let mut a = hf("{}");
+        let mut b = hf("{}");
+        a.input_price_per_mtok = Some(dec("1.5"));
+        b.input_price_per_mtok = Some(dec("1.50"));
+        assert_eq!(digest(&a).content, digest(&b).content);
+    }
+
+    fn content() -> Content {
+        Content::of(&hf("{}"))
+    }
+
+    #[test]
+    fn changed_fields_name_the_columns_in_order_then_data() {
+        let old = content();
+        let mut new = content();
+        new.output_price_per_mtok = Some(dec("3"));
+        new.name = Some("New".into());
+        assert_eq!(changed_fields(&old, &new, true), ["name", "output_price_per_mtok"]);
+        assert_eq!(
+            changed_fields(&old, &new, false),
+            ["name", "output_price_per_mtok", "data"]
+        );
+        assert!(changed_fields(&old, &old.clone(), true).is_empty());
+        let mut scaled = content();
+        scaled.input_price_per_mtok = Some(dec("2.50"));
+        let mut plain = content();
+        plain.input_price_per_mtok = Some(dec("2.5"));
+        assert!(changed_fields(&scaled, &plain, true).is_empty());
+        let mut tiers_a = content();
+        tiers_a.price_tiers = Some(serde_json::json!([{"min_context_tokens": 200000, "input": "10.0"}]));
+        let mut tiers_b = content();
+        tiers_b.price_tiers = Some(serde_json::json!([{"min_context_tokens": 200000, "input": "10"}]));
+        assert!(changed_fields(&tiers_a, &tiers_b, true).is_empty());
+    }
+
+    #[test]
+    fn price_jumps_are_held() {
+        let factor = dec("10");
+        let cases: [(&str, &str, Option<&str>); 8] = [
+            ("2", "3", None),
+            ("2", "19.99", None),
+            ("2", "20", Some("input rose by a factor of 10 (2 → 20)")),
+            ("25", "2", Some("input fell by a factor of 12.5 (25 → 2)")),
+            ("0", "3", Some("input went from 0 to 3")),
+            ("3", "0", Some("input went to 0 (from 3)")),
+            ("0", "0", None),
+            ("1.50", "1.5", None),
+        ];
+        for (before, after, expected) in cases {
+            let reason = price_jump("input", before.parse().unwrap(), after.parse().unwrap(), factor);
+            assert_eq!(reason.as_deref(), expected, "{before} → {after}");
+        }
+        let mut old = content();
+        let mut new = content();
+        old.output_price_per_mtok = Some(dec("1"));
+        new.output_price_per_mtok = Some(dec("15"));
+        // A price that appears or disappears is not a jump (unknown is not zero).
+        new.input_price_per_mtok = Some(dec("5"));
+        old.price_tiers = Some(serde_json::json!([{"min_context_tokens": 200000, "input": "10"}]));
+        new.price_tiers = Some(serde_json::json!([{"min_context_tokens": 200000, "input": "0"}]));
+        assert_eq!(
+            hold_reason(&old, &new, factor).as_deref(),
+            Some("output_price_per_mtok rose by a factor of 15 (1 → 15); price_tiers[200000].input went to 0 (from 10)")
+        );
+        assert_eq!(hold_reason(&old, &old.clone(), factor), None);
+    }
+
+    fn key(from: i64, closed_as: Option<EndReason>, content: Option<[u8; 16]>, record: [u8; 16]) -> KeyState {
+        KeyState {
+            latest_from_sync: from,
+            closed_as,
+            content_hash: content,
+            record_hash: record,
+        }
+    }
+
+    #[test]
+    fn first_look_table() {
+        let digest = Digest {
+            content: [1; 16],
+            record: [2; 16],
+        };
+        let (same, other) = ([1u8; 16], [9u8; 16]);
+        let cases = [
+            (None, FirstLook::New),
+            (
+                Some(key(5, None, Some(same), [2; 16])),
+                FirstLook::OpenedThisSync { same_record: true },
+            ),
+            (
+                Some(key(5, None, Some(other), [9; 16])),
+                FirstLook::OpenedThisSync { same_record: false },
+            ),
+            (
+                Some(key(3, None, Some(same), [2; 16])),
+                FirstLook::Current {
+                    content: Comparison::Same,
+                    same_record: true,
+                },
+            ),
+            (
+                Some(key(3, None, Some(same), [9; 16])),
+                FirstLook::Current {
+                    content: Comparison::Same,
+                    same_record: false,
+                },
+            ),
+            (
+                Some(key(3, None, Some(other), [9; 16])),
+                FirstLook::Current {
+                    content: Comparison::Differs,
+                    same_record: false,
+                },
+            ),
+            (
+                Some(key(3, None, None, [2; 16])),
+                FirstLook::Current {
+                    content: Comparison::Unknown,
+                    same_record: true,
+                },
+            ),
+            (
+                Some(key(3, Some(EndReason::Removed), Some(same), [2; 16])),
+                FirstLook::Returning {
+                    closed_as: EndReason::Removed,
+                    content: Comparison::Same,
+                },
+            ),
+            (
+                Some(key(3, Some(EndReason::OutOfWindow), Some(other), [2; 16])),
+                FirstLook::Returning {
+                    closed_as: EndReason::OutOfWindow,
+                    content: Comparison::Differs,
+                },
+            ),
+        ];
+        for (state, expected) in cases {
+            assert_eq!(first_look(5, &digest, state.as_ref()), expected, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn current_action_table() {
+        use Comparison::*;
+        use CurrentAction::*;
+        let cases = [
+            (Same, true, Some(true), Resent),
+            (Differs, false, Some(true), Resent),
+            (Same, false, Some(false), Duplicate),
+            (Differs, false, Some(false), Duplicate),
+            (Same, true, None, Unchanged),
+            (Same, false, None, VolatileMoved),
+            (Differs, false, None, Compare),
+            (Unknown, true, None, Compare),
+            (Unknown, false, None, Compare),
+        ];
+        for (content, same_record, seen, expected) in cases {
+            assert_eq!(
+                current_action(content, same_record, seen),
+                expected,
+                "{content:?} {same_record} {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outcome_table() {
+        let changed: &[&str] = &["input_price_per_mtok"];
+        let none: &[&str] = &[];
+        let cases = [
+            (Previous::None, none, false, true, Some(ChangeKind::Added)),
+            (Previous::None, none, true, true, None),
+            (Previous::Current, changed, false, true, Some(ChangeKind::Changed)),
+            (Previous::Current, changed, true, true, None),
+            (Previous::Current, none, false, false, None),
+            (
+                Previous::Closed(EndReason::Removed),
+                none,
+                false,
+                true,
+                Some(ChangeKind::Reappeared),
+            ),
+            (
+                Previous::Closed(EndReason::Removed),
+                changed,
+                false,
+                true,
+                Some(ChangeKind::Reappeared),
+            ),
+            (Previous::Closed(EndReason::OutOfWindow), none, false, true, None),
+            (
+                Previous::Closed(EndReason::OutOfWindow),
+                changed,
+                false,
+                true,
+                Some(ChangeKind::Changed),
+            ),
+        ];
+        for (previous, fields, baseline, new_version, change) in cases {
+            assert_eq!(
+                outcome(previous, fields, baseline),
+                Outcome { new_version, change },
+                "{previous:?} {fields:?} baseline={baseline}"
+            );
+        }
+    }
+
+    #[test]
+    fn listing_end_table() {
+        let facts = |baseline, restarted, lacking, current| ListingFacts {
+            baseline,
+            restarted,
+            lacking,
+            current,
+        };
+        let complete = ListingOutcome::Succeeded { truncated: false };
+        let truncated = ListingOutcome::Succeeded { truncated: true };
+        let cases = [
+            (ListingOutcome::Failed, facts(false, false, 50, 100), ListingEnd::Nothing),
+            (complete, facts(false, false, 0, 100), ListingEnd::Remove),
+            (complete, facts(false, false, 10, 100), ListingEnd::Remove),
+            (
+                complete,
+                facts(false, false, 11, 100),
+                ListingEnd::Hold(HoldCause::TooMany { percent: 11.0 }),
+            ),
+            (complete, facts(true, false, 50, 100), ListingEnd::CloseOutOfWindow),
+            (truncated, facts(false, false, 90, 100), ListingEnd::CloseOutOfWindow),
+            (truncated, facts(false, true, 5, 100), ListingEnd::Hold(HoldCause::Restarted)),
+            (complete, facts(false, true, 1, 100), ListingEnd::Hold(HoldCause::Restarted)),
+            (complete, facts(false, true, 0, 100), ListingEnd::Remove),
+        ];
+        for (outcome, facts, expected) in cases {
+            assert_eq!(listing_end(outcome, facts, 10.0), expected, "{outcome:?} {facts:?}");
+        }
+    }
+}
