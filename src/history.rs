@@ -347,7 +347,11 @@ pub fn price_jump(what: &str, before: Decimal, after: Decimal, factor: Decimal) 
     if after.is_zero() {
         return Some(format!("{what} went to 0 (from {before_text})"));
     }
-    let (low, high) = if before < after { (before, after) } else { (after, before) };
+    let (low, high) = if before < after {
+        (before, after)
+    } else {
+        (after, before)
+    };
     let ratio = high.checked_div(low)?;
     (ratio >= factor).then(|| {
         let direction = if after > before { "rose" } else { "fell" };
@@ -614,7 +618,9 @@ pub enum ListingEnd {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HoldCause {
     /// More than `history.max_removed_percent` of the source's models would go.
-    TooMany { percent: f64 },
+    TooMany {
+        percent: f64,
+    },
     Restarted,
 }
 
@@ -790,7 +796,9 @@ mod tests {
         new.price_tiers = Some(serde_json::json!([{"min_context_tokens": 200000, "input": "0"}]));
         assert_eq!(
             hold_reason(&old, &new, factor).as_deref(),
-            Some("output_price_per_mtok rose by a factor of 15 (1 → 15); price_tiers[200000].input went to 0 (from 10)")
+            Some(
+                "output_price_per_mtok rose by a factor of 15 (1 → 15); price_tiers[200000].input went to 0 (from 10)"
+            )
         );
         assert_eq!(hold_reason(&old, &old.clone(), factor), None);
     }
@@ -946,7 +954,11 @@ mod tests {
         let complete = ListingOutcome::Succeeded { truncated: false };
         let truncated = ListingOutcome::Succeeded { truncated: true };
         let cases = [
-            (ListingOutcome::Failed, facts(false, false, 50, 100), ListingEnd::Nothing),
+            (
+                ListingOutcome::Failed,
+                facts(false, false, 50, 100),
+                ListingEnd::Nothing,
+            ),
             (complete, facts(false, false, 0, 100), ListingEnd::Remove),
             (complete, facts(false, false, 10, 100), ListingEnd::Remove),
             (
@@ -956,8 +968,16 @@ mod tests {
             ),
             (complete, facts(true, false, 50, 100), ListingEnd::CloseOutOfWindow),
             (truncated, facts(false, false, 90, 100), ListingEnd::CloseOutOfWindow),
-            (truncated, facts(false, true, 5, 100), ListingEnd::Hold(HoldCause::Restarted)),
-            (complete, facts(false, true, 1, 100), ListingEnd::Hold(HoldCause::Restarted)),
+            (
+                truncated,
+                facts(false, true, 5, 100),
+                ListingEnd::Hold(HoldCause::Restarted),
+            ),
+            (
+                complete,
+                facts(false, true, 1, 100),
+                ListingEnd::Hold(HoldCause::Restarted),
+            ),
             (complete, facts(false, true, 0, 100), ListingEnd::Remove),
         ];
         for (outcome, facts, expected) in cases {

@@ -73,10 +73,7 @@ pub async fn write_batch(
     let rows: Vec<Incoming<'_>> = models
         .iter()
         .zip(&digests)
-        .map(|(model, digest)| Incoming {
-            model,
-            digest: *digest,
-        })
+        .map(|(model, digest)| Incoming { model, digest: *digest })
         .collect();
     crate::store::history::write_batch(database, sync_id, &HistoryRules::default(), &rows, rejects).await
 }

@@ -249,10 +249,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     to_compare.push(ToCompare {
                         index,
                         previous: Previous::Current,
-                        from_sync: pending[index]
-                            .state
-                            .as_ref()
-                            .map_or(0, |state| state.latest_from_sync),
+                        from_sync: pending[index].state.as_ref().map_or(0, |state| state.latest_from_sync),
                     });
                 }
             }
@@ -275,7 +272,11 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .into_iter()
             .enumerate()
         {
-            let ToCompare { index, previous, from_sync } = to_compare[compared];
+            let ToCompare {
+                index,
+                previous,
+                from_sync,
+            } = to_compare[compared];
             let new = Content::of(pending[index].row.model);
             let fields = history::changed_fields(&old, &new, same_data);
             let decided = history::outcome(previous, &fields, baseline);
@@ -283,7 +284,9 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 // The same content after all (a hash of another rule, or formatting): keep the
                 // version, remember its hash, and record moved volatile values.
                 key_updates.push(self.keep_version(index, &pending[index]));
-                if pending[index].state.as_ref().map(|state| state.record_hash) != Some(pending[index].row.digest.record) {
+                if pending[index].state.as_ref().map(|state| state.record_hash)
+                    != Some(pending[index].row.digest.record)
+                {
                     series.push(index);
                 }
                 continue;
@@ -438,7 +441,14 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
         let data: Vec<JsonText<'_>> = to_compare
             .iter()
-            .map(|c| JsonText(pending[c.index].parts.as_ref().map_or("{}", |parts| parts.data.as_str())))
+            .map(|c| {
+                JsonText(
+                    pending[c.index]
+                        .parts
+                        .as_ref()
+                        .map_or("{}", |parts| parts.data.as_str()),
+                )
+            })
             .collect();
         let rows = self
             .transaction
@@ -562,7 +572,9 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
         let sink = self
             .transaction
-            .copy_in(&format!("COPY model_versions ({VERSION_COLUMNS}) FROM STDIN (FORMAT binary)"))
+            .copy_in(&format!(
+                "COPY model_versions ({VERSION_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ))
             .await?;
         let writer = BinaryCopyInWriter::new(sink, &VERSION_TYPES);
         pin_mut!(writer);
@@ -623,7 +635,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .map(|u| pending[u.index].row.model.model_id.as_str())
             .collect();
         let from_syncs: Vec<i64> = updates.iter().map(|u| u.latest_from_sync).collect();
-        let contents: Vec<Option<&[u8]>> = updates.iter().map(|u| u.content_hash.as_ref().map(|h| &h[..])).collect();
+        let contents: Vec<Option<&[u8]>> = updates
+            .iter()
+            .map(|u| u.content_hash.as_ref().map(|h| &h[..]))
+            .collect();
         let records: Vec<&[u8]> = updates
             .iter()
             .map(|u| &pending[u.index].row.digest.record[..])
@@ -636,7 +651,14 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                    FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[])
                         AS u(provider, model_id, from_sync, content_hash, record_hash)
                   WHERE k.source = $1 AND k.provider = u.provider AND k.model_id = u.model_id",
-                &[&self.source.as_str(), &providers, &model_ids, &from_syncs, &contents, &records],
+                &[
+                    &self.source.as_str(),
+                    &providers,
+                    &model_ids,
+                    &from_syncs,
+                    &contents,
+                    &records,
+                ],
             )
             .await?;
         Ok(())
@@ -693,7 +715,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .iter()
             .map(|v| pending[v.index].key_id.unwrap_or_default())
             .collect();
-        let kinds: Vec<&str> = changes.iter().map(|v| v.change.map_or("", ChangeKind::as_str)).collect();
+        let kinds: Vec<&str> = changes
+            .iter()
+            .map(|v| v.change.map_or("", ChangeKind::as_str))
+            .collect();
         let fields: Vec<String> = changes.iter().map(|v| v.fields.join(",")).collect();
         let previous: Vec<Option<i64>> = changes.iter().map(|v| v.previous_from).collect();
         let holds: Vec<Option<&str>> = changes.iter().map(|v| v.hold_reason.as_deref()).collect();

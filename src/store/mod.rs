@@ -2,6 +2,7 @@
 //! sync bookkeeping queries, the batch write and history (versions, changes).
 
 pub mod batch;
+pub mod changes;
 pub mod embedded;
 pub mod history;
 pub mod migrations;
