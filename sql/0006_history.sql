@@ -123,22 +123,21 @@ CREATE TABLE model_held_absences (
     PRIMARY KEY (sync_id, key_id)
 );
 
--- The keys a running sync has seen whose version predates it (what the end of a listing
--- compares with), with the record hash seen (a second record with the same key is a duplicate).
--- Unlogged and emptied when the sync ends: it never grows the database, and costs no WAL. A
--- crash of PostgreSQL empties it; a sync during which the server restarted infers no removals.
-CREATE UNLOGGED TABLE model_sync_seen (
-    sync_id     bigint NOT NULL,
-    key_id      bigint NOT NULL,
-    record_hash bytea NOT NULL,
-    PRIMARY KEY (sync_id, key_id)
+-- What a running sync recorded: per batch, the ids of the keys it wrote or found unchanged
+-- (the end of a listing compares the source's current models with them; a restarted writer
+-- reloads them). One row per batch, emptied by TRUNCATE when the sync ends: it never grows
+-- the database, and leaves nothing to vacuum.
+CREATE TABLE model_sync_seen (
+    sync_id bigint NOT NULL,
+    source  text NOT NULL,
+    key_ids bigint[] NOT NULL
 );
 
 --   snapshot_rows      the models this sync recorded for the source (its rows of
 --                      model_snapshots), counted by the writer in its own transactions
 --   listing_truncated  whether the listing was cut by max_models (NULL: not finished, failed)
 --   removals_held      a complete listing lacked more than history.max_removed_percent of the
---                      source's models (or PostgreSQL restarted during it): nothing was removed
+--                      source's models: nothing was removed
 ALTER TABLE model_sync_sources
     ADD COLUMN snapshot_rows bigint NOT NULL DEFAULT 0,
     ADD COLUMN listing_truncated boolean,

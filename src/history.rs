@@ -473,16 +473,16 @@ pub struct KeyState {
     pub record_hash: [u8; 16],
 }
 
-/// The first look at a record of sync `sync_id`, before the seen-in-this-sync check.
+/// The first look at a record of sync `sync_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstLook {
     /// A key never listed before.
     New,
-    /// This sync already opened the key's version: the same record again is a re-send (a
-    /// retried batch), another one a second record with the same key (a duplicate).
-    OpenedThisSync { same_record: bool },
-    /// The key's current version predates this sync. Whether this sync saw the key already
-    /// decides between a re-send, a duplicate, and the comparison.
+    /// This sync recorded the key already (an earlier batch, or a version it opened): the same
+    /// record again is a re-send (a retried batch), another one a second record with the same
+    /// key (a duplicate).
+    SeenThisSync { same_record: bool },
+    /// The key's current version predates this sync.
     Current { content: Comparison, same_record: bool },
     /// The key has no current version (removed, or out of the window) and is listed again.
     Returning { closed_as: EndReason, content: Comparison },
@@ -497,7 +497,9 @@ pub enum Comparison {
     Unknown,
 }
 
-pub fn first_look(sync_id: i64, digest: &Digest, key: Option<&KeyState>) -> FirstLook {
+/// `key` is what the store knows of the record's key; `seen_this_sync` whether this sync
+/// recorded the key in an earlier batch.
+pub fn first_look(sync_id: i64, digest: &Digest, key: Option<&KeyState>, seen_this_sync: bool) -> FirstLook {
     let Some(key) = key else {
         return FirstLook::New;
     };
@@ -508,21 +510,16 @@ pub fn first_look(sync_id: i64, digest: &Digest, key: Option<&KeyState>) -> Firs
     };
     let same_record = key.record_hash == digest.record;
     match key.closed_as {
-        _ if key.latest_from_sync >= sync_id => FirstLook::OpenedThisSync { same_record },
+        _ if seen_this_sync || key.latest_from_sync >= sync_id => FirstLook::SeenThisSync { same_record },
         None => FirstLook::Current { content, same_record },
         Some(closed_as) => FirstLook::Returning { closed_as, content },
     }
 }
 
-/// What to do with a record whose key's current version predates the sync, once it is known
-/// whether the sync saw the key before (and with which record hash).
+/// What to do with a record whose key's current version predates the sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CurrentAction {
-    /// Seen already with the same record: a re-sent batch; nothing to write.
-    Resent,
-    /// Seen already with another record: the listing holds the key twice.
-    Duplicate,
-    /// Same record: nothing to write but the seen mark.
+    /// Same record: nothing to write.
     Unchanged,
     /// Same content, other volatile values (or record text): a series row.
     VolatileMoved,
@@ -530,13 +527,13 @@ pub enum CurrentAction {
     Compare,
 }
 
-pub fn current_action(content: Comparison, same_record: bool, seen_before: Option<bool>) -> CurrentAction {
-    match (seen_before, content, same_record) {
-        (Some(true), _, _) => CurrentAction::Resent,
-        (Some(false), _, _) => CurrentAction::Duplicate,
-        (None, _, true) if content != Comparison::Unknown => CurrentAction::Unchanged,
-        (None, Comparison::Same, false) => CurrentAction::VolatileMoved,
-        (None, _, _) => CurrentAction::Compare,
+pub fn current_action(content: Comparison, same_record: bool) -> CurrentAction {
+    match (content, same_record) {
+        (Comparison::Same, true) => CurrentAction::Unchanged,
+        (Comparison::Same, false) => CurrentAction::VolatileMoved,
+        // An unknown hash with the same record: the record is the same, but a newer parser may
+        // read it differently, so the content is compared once.
+        (_, _) => CurrentAction::Compare,
     }
 }
 
@@ -593,9 +590,6 @@ pub enum ListingOutcome {
 pub struct ListingFacts {
     /// The source has no successful listing before this one.
     pub baseline: bool,
-    /// PostgreSQL restarted while the sync ran: the unlogged record of what the sync saw may
-    /// be gone.
-    pub restarted: bool,
     /// Current models of the source that this listing lacked.
     pub lacking: u64,
     /// Models of the source that were current before this sync.
@@ -618,10 +612,7 @@ pub enum ListingEnd {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HoldCause {
     /// More than `history.max_removed_percent` of the source's models would go.
-    TooMany {
-        percent: f64,
-    },
-    Restarted,
+    TooMany { percent: f64 },
 }
 
 impl fmt::Display for HoldCause {
@@ -631,7 +622,6 @@ impl fmt::Display for HoldCause {
                 f,
                 "the listing lacked {percent:.1}% of the source's models (more than history.max_removed_percent)"
             ),
-            HoldCause::Restarted => f.write_str("PostgreSQL restarted during the sync, so what it saw is not known"),
         }
     }
 }
@@ -645,9 +635,6 @@ pub fn listing_end(outcome: ListingOutcome, facts: ListingFacts, max_removed_per
     };
     if facts.lacking == 0 {
         return ListingEnd::Remove;
-    }
-    if facts.restarted {
-        return ListingEnd::Hold(HoldCause::Restarted);
     }
     if truncated || facts.baseline {
         return ListingEnd::CloseOutOfWindow;
@@ -820,17 +807,30 @@ mod tests {
         };
         let (same, other) = ([1u8; 16], [9u8; 16]);
         let cases = [
-            (None, FirstLook::New),
+            (None, false, FirstLook::New),
             (
                 Some(key(5, None, Some(same), [2; 16])),
-                FirstLook::OpenedThisSync { same_record: true },
+                false,
+                FirstLook::SeenThisSync { same_record: true },
             ),
             (
                 Some(key(5, None, Some(other), [9; 16])),
-                FirstLook::OpenedThisSync { same_record: false },
+                false,
+                FirstLook::SeenThisSync { same_record: false },
             ),
             (
                 Some(key(3, None, Some(same), [2; 16])),
+                true,
+                FirstLook::SeenThisSync { same_record: true },
+            ),
+            (
+                Some(key(3, None, Some(same), [9; 16])),
+                true,
+                FirstLook::SeenThisSync { same_record: false },
+            ),
+            (
+                Some(key(3, None, Some(same), [2; 16])),
+                false,
                 FirstLook::Current {
                     content: Comparison::Same,
                     same_record: true,
@@ -838,6 +838,7 @@ mod tests {
             ),
             (
                 Some(key(3, None, Some(same), [9; 16])),
+                false,
                 FirstLook::Current {
                     content: Comparison::Same,
                     same_record: false,
@@ -845,6 +846,7 @@ mod tests {
             ),
             (
                 Some(key(3, None, Some(other), [9; 16])),
+                false,
                 FirstLook::Current {
                     content: Comparison::Differs,
                     same_record: false,
@@ -852,6 +854,7 @@ mod tests {
             ),
             (
                 Some(key(3, None, None, [2; 16])),
+                false,
                 FirstLook::Current {
                     content: Comparison::Unknown,
                     same_record: true,
@@ -859,6 +862,7 @@ mod tests {
             ),
             (
                 Some(key(3, Some(EndReason::Removed), Some(same), [2; 16])),
+                false,
                 FirstLook::Returning {
                     closed_as: EndReason::Removed,
                     content: Comparison::Same,
@@ -866,14 +870,19 @@ mod tests {
             ),
             (
                 Some(key(3, Some(EndReason::OutOfWindow), Some(other), [2; 16])),
+                false,
                 FirstLook::Returning {
                     closed_as: EndReason::OutOfWindow,
                     content: Comparison::Differs,
                 },
             ),
         ];
-        for (state, expected) in cases {
-            assert_eq!(first_look(5, &digest, state.as_ref()), expected, "{state:?}");
+        for (state, seen, expected) in cases {
+            assert_eq!(
+                first_look(5, &digest, state.as_ref(), seen),
+                expected,
+                "{state:?} seen={seen}"
+            );
         }
     }
 
@@ -882,21 +891,18 @@ mod tests {
         use Comparison::*;
         use CurrentAction::*;
         let cases = [
-            (Same, true, Some(true), Resent),
-            (Differs, false, Some(true), Resent),
-            (Same, false, Some(false), Duplicate),
-            (Differs, false, Some(false), Duplicate),
-            (Same, true, None, Unchanged),
-            (Same, false, None, VolatileMoved),
-            (Differs, false, None, Compare),
-            (Unknown, true, None, Compare),
-            (Unknown, false, None, Compare),
+            (Same, true, Unchanged),
+            (Same, false, VolatileMoved),
+            (Differs, false, Compare),
+            (Differs, true, Compare),
+            (Unknown, true, Compare),
+            (Unknown, false, Compare),
         ];
-        for (content, same_record, seen, expected) in cases {
+        for (content, same_record, expected) in cases {
             assert_eq!(
-                current_action(content, same_record, seen),
+                current_action(content, same_record),
                 expected,
-                "{content:?} {same_record} {seen:?}"
+                "{content:?} {same_record}"
             );
         }
     }
@@ -945,40 +951,23 @@ mod tests {
 
     #[test]
     fn listing_end_table() {
-        let facts = |baseline, restarted, lacking, current| ListingFacts {
+        let facts = |baseline, lacking, current| ListingFacts {
             baseline,
-            restarted,
             lacking,
             current,
         };
         let complete = ListingOutcome::Succeeded { truncated: false };
         let truncated = ListingOutcome::Succeeded { truncated: true };
+        let too_many = |percent| ListingEnd::Hold(HoldCause::TooMany { percent });
         let cases = [
-            (
-                ListingOutcome::Failed,
-                facts(false, false, 50, 100),
-                ListingEnd::Nothing,
-            ),
-            (complete, facts(false, false, 0, 100), ListingEnd::Remove),
-            (complete, facts(false, false, 10, 100), ListingEnd::Remove),
-            (
-                complete,
-                facts(false, false, 11, 100),
-                ListingEnd::Hold(HoldCause::TooMany { percent: 11.0 }),
-            ),
-            (complete, facts(true, false, 50, 100), ListingEnd::CloseOutOfWindow),
-            (truncated, facts(false, false, 90, 100), ListingEnd::CloseOutOfWindow),
-            (
-                truncated,
-                facts(false, true, 5, 100),
-                ListingEnd::Hold(HoldCause::Restarted),
-            ),
-            (
-                complete,
-                facts(false, true, 1, 100),
-                ListingEnd::Hold(HoldCause::Restarted),
-            ),
-            (complete, facts(false, true, 0, 100), ListingEnd::Remove),
+            (ListingOutcome::Failed, facts(false, 50, 100), ListingEnd::Nothing),
+            (complete, facts(false, 0, 100), ListingEnd::Remove),
+            (complete, facts(false, 10, 100), ListingEnd::Remove),
+            (complete, facts(false, 11, 100), too_many(11.0)),
+            (complete, facts(false, 1, 0), too_many(100.0)),
+            (complete, facts(true, 50, 100), ListingEnd::CloseOutOfWindow),
+            (truncated, facts(false, 90, 100), ListingEnd::CloseOutOfWindow),
+            (truncated, facts(true, 90, 100), ListingEnd::CloseOutOfWindow),
         ];
         for (outcome, facts, expected) in cases {
             assert_eq!(listing_end(outcome, facts, 10.0), expected, "{outcome:?} {facts:?}");

@@ -19,7 +19,7 @@ use crate::actors::messages::{PageKey, PageRows, SupervisorMsg, WriterMsg};
 use crate::actors::Services;
 use crate::model::{Reject, RejectReason, Source};
 use crate::store::batch::BatchOutcome;
-use crate::store::history::{write_batch, HistoryRules, Incoming};
+use crate::store::history::{load_seen, write_batch, HistoryRules, Incoming, SeenKeys};
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -42,6 +42,9 @@ pub struct WriterState {
     limiter: DefaultDirectRateLimiter,
     flush_interval: Duration,
     rules: HistoryRules,
+    /// The keys this sync recorded, as committed; `None` until loaded, and after a failed
+    /// write (whose commit may or may not have happened).
+    seen: Option<SeenKeys>,
 }
 
 impl Actor for Writer {
@@ -61,6 +64,7 @@ impl Actor for Writer {
         let rules = HistoryRules::from(&args.services.config.history);
         Ok(WriterState {
             rules,
+            seen: None,
             args,
             buffer: Vec::new(),
             buffered_records: 0,
@@ -199,20 +203,42 @@ fn page_incoming(page: &PageRows) -> impl Iterator<Item = Incoming<'_>> {
         .map(|(model, digest)| Incoming { model, digest: *digest })
 }
 
-async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
-    let config = &state.args.services.config;
+/// What the sync recorded so far: from memory, or (first use, after a failed write) from the
+/// database, which is the truth after a commit whose outcome was not heard.
+async fn seen_keys(state: &mut WriterState) -> Result<&mut SeenKeys, StoreError> {
+    if state.seen.is_none() {
+        let seen = load_seen(&state.args.services.database, state.args.sync_id).await?;
+        state.seen = Some(seen);
+    }
+    Ok(state.seen.get_or_insert_with(SeenKeys::default))
+}
+
+/// One attempt at writing a batch; on an error, what the sync recorded is reloaded next time.
+async fn write_once(
+    state: &mut WriterState,
+    models: &[Incoming<'_>],
+    rejects: &[&Reject],
+) -> Result<BatchOutcome, StoreError> {
+    let (database, sync_id, rules) = (
+        state.args.services.database.clone(),
+        state.args.sync_id,
+        state.rules.clone(),
+    );
+    let seen = seen_keys(state).await?;
+    let result = write_batch(&database, sync_id, &rules, seen, models, rejects).await;
+    if result.is_err() {
+        state.seen = None;
+    }
+    result
+}
+
+async fn write_with_retries(state: &mut WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
+    let config = state.args.services.config.clone();
     let mut attempt = 0;
     loop {
         let models = incoming(pages);
         let rejects: Vec<&Reject> = pages.iter().flat_map(|page| page.rejects.iter()).collect();
-        let result = write_batch(
-            &state.args.services.database,
-            state.args.sync_id,
-            &state.rules,
-            &models,
-            &rejects,
-        )
-        .await;
+        let result = write_once(state, &models, &rejects).await;
         match result {
             Ok(outcome) => return Ok(outcome),
             Err(error) if error.is_transient() && attempt < config.writer.max_retries => {
@@ -238,16 +264,14 @@ async fn write_with_retries(state: &WriterState, pages: &[PageRows]) -> Result<B
 
 /// Writes each row in its own transaction; a row PostgreSQL refuses becomes a reject with
 /// the database's reason. Slow, but only used after a batch failed for its data.
-async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
-    let database = &state.args.services.database;
-    let (sync_id, rules) = (state.args.sync_id, &state.rules);
+async fn write_isolating(state: &mut WriterState, pages: &[PageRows]) -> Result<BatchOutcome, StoreError> {
     let mut outcome = BatchOutcome::default();
     for page in pages {
         let rejects: Vec<&Reject> = page.rejects.iter().collect();
-        outcome.merge(write_batch(database, sync_id, rules, &[], &rejects).await?);
+        outcome.merge(write_once(state, &[], &rejects).await?);
         for incoming in page_incoming(page) {
             let model = incoming.model;
-            match write_batch(database, sync_id, rules, &[incoming], &[]).await {
+            match write_once(state, &[incoming], &[]).await {
                 Ok(written) => outcome.merge(written),
                 Err(error) if error.is_transient() => return Err(error),
                 Err(error) => {
@@ -258,7 +282,7 @@ async fn write_isolating(state: &WriterState, pages: &[PageRows]) -> Result<Batc
                         model_id: Some(model.model_id.clone()),
                         raw: model.raw.clone(),
                     };
-                    outcome.merge(write_batch(database, sync_id, rules, &[], &[&reject]).await?);
+                    outcome.merge(write_once(state, &[], &[&reject]).await?);
                 }
             }
         }

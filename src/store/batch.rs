@@ -13,7 +13,7 @@ use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 
 use crate::history::{self, ChangeKind};
 use crate::model::{Model, Reject, RejectReason, Source};
-use crate::store::history::{HistoryRules, Incoming};
+use crate::store::history::{load_seen, HistoryRules, Incoming};
 use crate::store::{Database, StoreError};
 
 /// JSON text sent as `jsonb` without re-serializing it (binary jsonb is a version byte + text).
@@ -60,7 +60,8 @@ impl BatchOutcome {
 }
 
 /// Writes models and rejects of one sync in a single transaction, with the default
-/// `[history]` rules. `synced_at` is not stored per row any more: `model_snapshots.synced_at`
+/// `[history]` rules; reads what the sync recorded so far first (the writer actor keeps that
+/// in memory and calls `store::history::write_batch`). `synced_at` is not stored per row any more: `model_snapshots.synced_at`
 /// is the sync's start (`model_syncs.started_at`), which is what the writer was always given.
 pub async fn write_batch(
     database: &Database,
@@ -75,7 +76,8 @@ pub async fn write_batch(
         .zip(&digests)
         .map(|(model, digest)| Incoming { model, digest: *digest })
         .collect();
-    crate::store::history::write_batch(database, sync_id, &HistoryRules::default(), &rows, rejects).await
+    let mut seen = load_seen(database, sync_id).await?;
+    crate::store::history::write_batch(database, sync_id, &HistoryRules::default(), &mut seen, &rows, rejects).await
 }
 
 /// Inserts rejects (idempotent on `(sync_id, source, reason, raw_hash)`), counting the new ones.

@@ -1,127 +1,18 @@
-//! History in SQL (DESIGN.md §8): the batch write that compares records with the current
-//! versions and writes only what changed, the end of a source's listing that closes what a
-//! listing lacked, and the end of a sync. The decisions come from `crate::history`; this file
-//! only moves data.
-//!
-//! A batch, per source, in one transaction:
-//! 1. one index probe per record into `model_keys` (the key's latest version: where it starts,
-//!    whether it is current, its content and record hashes);
-//! 2. records whose version predates the sync are marked in the unlogged `model_sync_seen`
-//!    (`ON CONFLICT DO NOTHING`: a key marked before is a re-send or a duplicate);
-//! 3. records whose content hash differs (or is unknown) are compared with their previous
-//!    version's columns and record;
-//! 4. only then are rows written: new keys and versions by binary COPY, closed versions, the
-//!    keys' new state, volatile series rows, change rows, and the sync's row count.
-//!
-//! An unchanged re-sync therefore writes one small unlogged row per model, and nothing that
-//! outlives the sync.
+//! One source's part of a batch: probe, decide, write (see `store/history/mod.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use futures::pin_mut;
-use rust_decimal::Decimal;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use crate::config::HistoryConfig;
-use crate::history::{
-    self, ChangeKind, Comparison, Content, CurrentAction, Digest, EndReason, FirstLook, KeyState, ListingEnd,
-    ListingFacts, ListingOutcome, Previous, RecordParts,
-};
-use crate::model::{Model, Reject, RejectReason, Source};
-use crate::store::batch::{insert_rejects, BatchOutcome, JsonText};
-use crate::store::{Database, StoreError};
-
-/// The `[history]` rules the store applies.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryRules {
-    pub max_removed_percent: f64,
-    pub price_jump_factor: Decimal,
-}
-
-impl Default for HistoryRules {
-    fn default() -> HistoryRules {
-        HistoryRules::from(&HistoryConfig::default())
-    }
-}
-
-impl From<&HistoryConfig> for HistoryRules {
-    fn from(config: &HistoryConfig) -> HistoryRules {
-        HistoryRules {
-            max_removed_percent: config.max_removed_percent,
-            price_jump_factor: Decimal::try_from(config.price_jump_factor).unwrap_or(Decimal::TEN),
-        }
-    }
-}
-
-/// A record to write, with its digest (computed by the transformer, off the writer's path).
-#[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    pub model: &'a Model,
-    pub digest: Digest,
-}
-
-/// Writes a batch of one sync: models (any sources) and rejects, in one transaction. Sends
-/// `NOTIFY model_lens_changes` with the last change id when the batch added changes.
-pub async fn write_batch(
-    database: &Database,
-    sync_id: i64,
-    rules: &HistoryRules,
-    rows: &[Incoming<'_>],
-    rejects: &[&Reject],
-) -> Result<BatchOutcome, StoreError> {
-    let mut client = database.pool.get().await?;
-    let transaction = client.transaction().await?;
-    // Every join below probes an index per record. With exact row counts for the batch's
-    // arrays, the planner would rather hash a whole table per batch, which is linear in the
-    // catalog: keep it to index probes.
-    transaction
-        .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        .await?;
-    let mut outcome = BatchOutcome::default();
-    let mut last_change = None;
-    let mut sources: Vec<Source> = rows.iter().map(|row| row.model.source).collect();
-    sources.sort();
-    sources.dedup();
-    for source in sources {
-        let of_source: Vec<&Incoming<'_>> = rows.iter().filter(|row| row.model.source == source).collect();
-        let written = SourceBatch::new(&transaction, sync_id, rules, source)
-            .write(&of_source, &mut outcome)
-            .await?;
-        last_change = last_change.max(written);
-    }
-    insert_rejects(&transaction, sync_id, rejects, &mut outcome).await?;
-    if let Some(id) = last_change {
-        notify_changes(&transaction, id).await?;
-    }
-    transaction.commit().await?;
-    Ok(outcome)
-}
-
-async fn notify_changes(transaction: &Transaction<'_>, last_change_id: i64) -> Result<(), StoreError> {
-    transaction
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[&history::CHANGES_CHANNEL, &last_change_id.to_string()],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Whether `source` has no successful listing before sync `sync_id`: then this listing is its
-/// baseline and records no changes.
-async fn is_baseline(transaction: &Transaction<'_>, sync_id: i64, source: Source) -> Result<bool, StoreError> {
-    let row = transaction
-        .query_one(
-            "SELECT NOT EXISTS (SELECT 1 FROM model_sync_sources
-                                 WHERE source = $1 AND status = 'success' AND sync_id < $2)",
-            &[&source.as_str(), &sync_id],
-        )
-        .await?;
-    Ok(row.get(0))
-}
+use crate::history::{self, ChangeKind, Content, CurrentAction, EndReason, FirstLook, KeyState, Previous, RecordParts};
+use crate::model::{RejectReason, Source};
+use crate::store::batch::{BatchOutcome, JsonText};
+use crate::store::history::{is_baseline, HistoryRules, Incoming, SeenKeys};
+use crate::store::StoreError;
 
 /// One record on its way: its place in the batch, what the store knew of its key, and the
 /// decision taken.
@@ -167,7 +58,15 @@ struct KeyUpdate {
     content_hash: Option<[u8; 16]>,
 }
 
-struct SourceBatch<'t, 'c> {
+/// What one source's part of a batch wrote.
+pub(super) struct SourceWritten {
+    /// The last change id written, if any.
+    pub last_change: Option<i64>,
+    /// The keys this batch recorded (new, unchanged or changed), for the writer's [`SeenKeys`].
+    pub recorded_keys: Vec<i64>,
+}
+
+pub(super) struct SourceBatch<'t, 'c> {
     transaction: &'t Transaction<'c>,
     sync_id: i64,
     rules: &'t HistoryRules,
@@ -175,7 +74,7 @@ struct SourceBatch<'t, 'c> {
 }
 
 impl<'t, 'c> SourceBatch<'t, 'c> {
-    fn new(transaction: &'t Transaction<'c>, sync_id: i64, rules: &'t HistoryRules, source: Source) -> Self {
+    pub(super) fn new(transaction: &'t Transaction<'c>, sync_id: i64, rules: &'t HistoryRules, source: Source) -> Self {
         SourceBatch {
             transaction,
             sync_id,
@@ -184,8 +83,13 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
     }
 
-    /// Writes the records of one source; returns the last change id written, if any.
-    async fn write(&self, rows: &[&Incoming<'_>], outcome: &mut BatchOutcome) -> Result<Option<i64>, StoreError> {
+    /// Writes the records of one source. `seen`: the keys the sync recorded before this batch.
+    pub(super) async fn write(
+        &self,
+        rows: &[&Incoming<'_>],
+        seen: &SeenKeys,
+        outcome: &mut BatchOutcome,
+    ) -> Result<SourceWritten, StoreError> {
         let mut duplicates: Vec<&Incoming<'_>> = Vec::new();
         let mut pending: Vec<Pending<'_>> = Vec::with_capacity(rows.len());
         {
@@ -210,51 +114,64 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             }
         }
         self.probe_keys(&mut pending).await?;
-        let baseline = is_baseline(self.transaction, self.sync_id, self.source).await?;
 
         let mut new_keys: Vec<usize> = Vec::new();
-        let mut current: Vec<(usize, Comparison, bool)> = Vec::new();
         let mut to_compare: Vec<ToCompare> = Vec::new();
+        let mut key_updates: Vec<KeyUpdate> = Vec::new();
+        let mut series: Vec<usize> = Vec::new();
+        let mut recorded_keys: Vec<i64> = Vec::with_capacity(pending.len());
         for (index, item) in pending.iter().enumerate() {
-            match history::first_look(self.sync_id, &item.row.digest, item.state.as_ref()) {
+            let seen_this_sync = item.key_id.is_some_and(|id| seen.contains(id));
+            let from_sync = item.state.as_ref().map_or(0, |state| state.latest_from_sync);
+            match history::first_look(self.sync_id, &item.row.digest, item.state.as_ref(), seen_this_sync) {
                 FirstLook::New => new_keys.push(index),
-                FirstLook::OpenedThisSync { same_record: true } => {}
-                FirstLook::OpenedThisSync { same_record: false } => duplicates.push(item.row),
-                FirstLook::Current { content, same_record } => current.push((index, content, same_record)),
+                FirstLook::SeenThisSync { same_record: true } => continue,
+                FirstLook::SeenThisSync { same_record: false } => {
+                    duplicates.push(item.row);
+                    continue;
+                }
                 FirstLook::Returning { closed_as, .. } => to_compare.push(ToCompare {
                     index,
                     previous: Previous::Closed(closed_as),
-                    from_sync: item.state.as_ref().map_or(0, |state| state.latest_from_sync),
+                    from_sync,
                 }),
-            }
-        }
-
-        let seen_before = self.mark_seen(&pending, &current).await?;
-        let mut recorded = new_keys.len() as u64 + to_compare.len() as u64;
-        let mut key_updates: Vec<KeyUpdate> = Vec::new();
-        let mut series: Vec<usize> = Vec::new();
-        for (index, content, same_record) in current {
-            let key_id = pending[index].key_id.unwrap_or_default();
-            match history::current_action(content, same_record, seen_before.get(&key_id).copied()) {
-                CurrentAction::Resent => {}
-                CurrentAction::Duplicate => duplicates.push(pending[index].row),
-                CurrentAction::Unchanged => recorded += 1,
-                CurrentAction::VolatileMoved => {
-                    recorded += 1;
-                    series.push(index);
-                    key_updates.push(self.keep_version(index, &pending[index]));
-                }
-                CurrentAction::Compare => {
-                    recorded += 1;
-                    to_compare.push(ToCompare {
+                FirstLook::Current { content, same_record } => match history::current_action(content, same_record) {
+                    CurrentAction::Unchanged => {}
+                    CurrentAction::VolatileMoved => {
+                        series.push(index);
+                        key_updates.push(self.keep_version(index, item));
+                    }
+                    CurrentAction::Compare => to_compare.push(ToCompare {
                         index,
                         previous: Previous::Current,
-                        from_sync: pending[index].state.as_ref().map_or(0, |state| state.latest_from_sync),
-                    });
-                }
+                        from_sync,
+                    }),
+                },
+            }
+            if let Some(key_id) = item.key_id {
+                recorded_keys.push(key_id);
             }
         }
 
+        if new_keys.is_empty() && to_compare.is_empty() && series.is_empty() && duplicates.is_empty() {
+            // The common case of a re-sync: every record was unchanged.
+            self.record_seen(&recorded_keys, outcome).await?;
+            return Ok(SourceWritten {
+                last_change: None,
+                recorded_keys,
+            });
+        }
+        // From here on every statement looks rows up by key. With exact row counts for the
+        // batch's arrays the planner may prefer hashing a whole table, which costs the catalog's
+        // size per batch: keep to index probes.
+        self.transaction
+            .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            .await?;
+        let baseline = if new_keys.is_empty() && to_compare.is_empty() {
+            false
+        } else {
+            is_baseline(self.transaction, self.sync_id, self.source).await?
+        };
         let mut versions: Vec<NewVersion> = new_keys
             .iter()
             .map(|&index| NewVersion {
@@ -310,23 +227,37 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
 
         self.insert_new_keys(&mut pending, &new_keys).await?;
+        recorded_keys.extend(new_keys.iter().filter_map(|&index| pending[index].key_id));
         self.close_replaced(&pending, &versions).await?;
         self.copy_versions(&mut pending, &versions).await?;
         self.update_keys(&pending, &key_updates).await?;
         self.insert_series(&mut pending, &series).await?;
         let last_change = self.insert_changes(&pending, &versions, outcome).await?;
         self.quarantine_duplicates(&duplicates, outcome).await?;
-        if recorded > 0 {
-            self.transaction
-                .execute(
-                    "UPDATE model_sync_sources SET snapshot_rows = snapshot_rows + $3
-                      WHERE sync_id = $1 AND source = $2",
-                    &[&self.sync_id, &self.source.as_str(), &(recorded as i64)],
-                )
-                .await?;
-            *outcome.stored.entry(self.source).or_default() += recorded;
+        self.record_seen(&recorded_keys, outcome).await?;
+        Ok(SourceWritten {
+            last_change,
+            recorded_keys,
+        })
+    }
+
+    /// Stores the ids of the keys this batch recorded (what the end of the listing compares
+    /// the source's current models with) and adds them to the source's `snapshot_rows`, in the
+    /// batch's transaction, so a re-sent batch counts nothing.
+    async fn record_seen(&self, recorded_keys: &[i64], outcome: &mut BatchOutcome) -> Result<(), StoreError> {
+        if recorded_keys.is_empty() {
+            return Ok(());
         }
-        Ok(last_change)
+        self.transaction
+            .execute(
+                "WITH seen AS (INSERT INTO model_sync_seen (sync_id, source, key_ids) VALUES ($1, $2, $3))
+                 UPDATE model_sync_sources SET snapshot_rows = snapshot_rows + cardinality($3::int8[])
+                  WHERE sync_id = $1 AND source = $2",
+                &[&self.sync_id, &self.source.as_str(), &recorded_keys],
+            )
+            .await?;
+        *outcome.stored.entry(self.source).or_default() += recorded_keys.len() as u64;
+        Ok(())
     }
 
     /// The key's row after a record that keeps its version (volatile values moved, or the
@@ -339,7 +270,8 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
     }
 
-    /// Fills `key_id` and `state` of every record whose key is known.
+    /// Probes `model_keys` once per record (a lateral index probe, so the planner never
+    /// hashes the whole table) and fills `key_id` and `state` of the known keys.
     async fn probe_keys(&self, pending: &mut [Pending<'_>]) -> Result<(), StoreError> {
         if pending.is_empty() {
             return Ok(());
@@ -351,8 +283,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .query(
                 "SELECT b.ord, k.id, k.latest_from_sync, k.closed_as, k.content_hash, k.record_hash
                    FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS b(provider, model_id, ord)
-                   JOIN model_keys k
-                     ON k.source = $1 AND k.provider = b.provider AND k.model_id = b.model_id",
+                   JOIN LATERAL (SELECT id, latest_from_sync, closed_as, content_hash, record_hash
+                                   FROM model_keys k
+                                  WHERE k.source = $1 AND k.provider = b.provider AND k.model_id = b.model_id
+                                  LIMIT 1) k ON true",
                 &[&self.source.as_str(), &providers, &model_ids],
             )
             .await?;
@@ -368,57 +302,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             });
         }
         Ok(())
-    }
-
-    /// Marks the keys whose version predates the sync as seen by it. Returns, for the keys it
-    /// had seen already, whether with the same record.
-    async fn mark_seen(
-        &self,
-        pending: &[Pending<'_>],
-        current: &[(usize, Comparison, bool)],
-    ) -> Result<HashMap<i64, bool>, StoreError> {
-        let mut seen_before = HashMap::new();
-        if current.is_empty() {
-            return Ok(seen_before);
-        }
-        let key_ids: Vec<i64> = current
-            .iter()
-            .map(|(index, ..)| pending[*index].key_id.unwrap_or_default())
-            .collect();
-        let records: Vec<&[u8]> = current
-            .iter()
-            .map(|(index, ..)| &pending[*index].row.digest.record[..])
-            .collect();
-        let inserted: HashSet<i64> = self
-            .transaction
-            .query(
-                "INSERT INTO model_sync_seen (sync_id, key_id, record_hash)
-                 SELECT $1, * FROM unnest($2::int8[], $3::bytea[])
-                 ON CONFLICT DO NOTHING RETURNING key_id",
-                &[&self.sync_id, &key_ids, &records],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        if inserted.len() == key_ids.len() {
-            return Ok(seen_before);
-        }
-        let again: Vec<i64> = key_ids.iter().copied().filter(|id| !inserted.contains(id)).collect();
-        let records_by_key: HashMap<i64, &[u8]> = key_ids.iter().copied().zip(records.iter().copied()).collect();
-        for row in self
-            .transaction
-            .query(
-                "SELECT key_id, record_hash FROM model_sync_seen WHERE sync_id = $1 AND key_id = ANY($2)",
-                &[&self.sync_id, &again],
-            )
-            .await?
-        {
-            let key_id: i64 = row.get(0);
-            let seen_record: &[u8] = row.get(1);
-            seen_before.insert(key_id, records_by_key.get(&key_id) == Some(&seen_record));
-        }
-        Ok(seen_before)
     }
 
     /// The content of each compared record's previous version, and whether its stored record
@@ -550,13 +433,11 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .iter()
             .map(|v| pending[v.index].key_id.unwrap_or_default())
             .collect();
-        let from_syncs: Vec<i64> = closing.iter().map(|v| v.previous_from.unwrap_or_default()).collect();
         self.transaction
             .execute(
-                "UPDATE model_versions v SET valid_to_sync = $1, end_reason = 'replaced'
-                   FROM unnest($2::int8[], $3::int8[]) AS c(key_id, from_sync)
-                  WHERE v.key_id = c.key_id AND v.valid_from_sync = c.from_sync AND v.valid_to_sync IS NULL",
-                &[&self.sync_id, &key_ids, &from_syncs],
+                "UPDATE model_versions SET valid_to_sync = $1, end_reason = 'replaced'
+                  WHERE key_id = ANY($2) AND valid_to_sync IS NULL",
+                &[&self.sync_id, &key_ids],
             )
             .await?;
         Ok(())
@@ -857,168 +738,3 @@ const VERSION_TYPES: [Type; 29] = [
     Type::BYTEA,
     Type::BYTEA,
 ];
-
-/// What the end of a listing did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListingSummary {
-    pub end: ListingEnd,
-    /// Versions closed (as removed or out of window).
-    pub closed: u64,
-    /// `removed` change rows written.
-    pub removed: u64,
-}
-
-/// The end of a source's listing, in one transaction: closes the current versions of the
-/// models the listing lacked, as `history::listing_end` decides (removed with a change row,
-/// silently out of window, or held), and records how the listing ended. A failed listing
-/// closes nothing and needs no database work.
-pub async fn end_source_listing(
-    database: &Database,
-    sync_id: i64,
-    source: Source,
-    listing: ListingOutcome,
-    rules: &HistoryRules,
-) -> Result<ListingSummary, StoreError> {
-    let nothing = ListingSummary {
-        end: ListingEnd::Nothing,
-        closed: 0,
-        removed: 0,
-    };
-    let ListingOutcome::Succeeded { truncated } = listing else {
-        return Ok(nothing);
-    };
-    let mut client = database.pool.get().await?;
-    let transaction = client.transaction().await?;
-    // The lacking keys are an anti-join of the source's keys with what the sync saw: let it
-    // hash in memory rather than spill.
-    transaction.batch_execute("SET LOCAL work_mem = '128MB'").await?;
-    let restarted: bool = transaction
-        .query_one(
-            "SELECT coalesce(pg_postmaster_start_time() > started_at, false) FROM model_syncs WHERE id = $1",
-            &[&sync_id],
-        )
-        .await?
-        .get(0);
-    let baseline = is_baseline(&transaction, sync_id, source).await?;
-    transaction
-        .execute(
-            "CREATE TEMP TABLE history_lacking ON COMMIT DROP AS
-             SELECT k.id AS key_id, k.provider, k.model_id, k.latest_from_sync
-               FROM model_keys k
-              WHERE k.source = $1 AND k.closed_as IS NULL AND k.latest_from_sync < $2
-                AND NOT EXISTS (SELECT 1 FROM model_sync_seen s WHERE s.sync_id = $2 AND s.key_id = k.id)",
-            &[&source.as_str(), &sync_id],
-        )
-        .await?;
-    let counts = transaction
-        .query_one(
-            "SELECT (SELECT count(*) FROM history_lacking),
-                    (SELECT count(*) FROM model_keys WHERE source = $1 AND closed_as IS NULL AND first_sync_id < $2)",
-            &[&source.as_str(), &sync_id],
-        )
-        .await?;
-    let facts = ListingFacts {
-        baseline,
-        restarted,
-        lacking: counts.get::<_, i64>(0) as u64,
-        current: counts.get::<_, i64>(1) as u64,
-    };
-    let end = history::listing_end(listing, facts, rules.max_removed_percent);
-    let mut summary = ListingSummary {
-        end,
-        closed: 0,
-        removed: 0,
-    };
-    let mut last_change = None;
-    match end {
-        ListingEnd::Nothing => {}
-        ListingEnd::CloseOutOfWindow | ListingEnd::Remove => {
-            let reason = if end == ListingEnd::Remove {
-                EndReason::Removed
-            } else {
-                EndReason::OutOfWindow
-            };
-            summary.closed = transaction
-                .execute(
-                    "UPDATE model_versions v SET valid_to_sync = $1, end_reason = $2
-                       FROM history_lacking l
-                      WHERE v.key_id = l.key_id AND v.valid_from_sync = l.latest_from_sync
-                        AND v.valid_to_sync IS NULL",
-                    &[&sync_id, &reason.as_str()],
-                )
-                .await?;
-            transaction
-                .execute(
-                    "UPDATE model_keys k SET closed_as = $2 FROM history_lacking l
-                      WHERE k.source = $1 AND k.provider = l.provider AND k.model_id = l.model_id",
-                    &[&source.as_str(), &reason.as_str()],
-                )
-                .await?;
-            if reason == EndReason::Removed && !baseline {
-                let rows = transaction
-                    .query(
-                        "INSERT INTO model_changes (sync_id, source, provider, model_id, kind, before)
-                         SELECT $1, v.source, v.provider, v.model_id, 'removed', model_lens_content(v)
-                           FROM history_lacking l
-                           JOIN model_versions v ON v.key_id = l.key_id AND v.valid_from_sync = l.latest_from_sync
-                          ORDER BY v.provider, v.model_id
-                         RETURNING id",
-                        &[&sync_id],
-                    )
-                    .await?;
-                summary.removed = rows.len() as u64;
-                last_change = rows.iter().map(|row| row.get::<_, i64>(0)).max();
-            }
-        }
-        ListingEnd::Hold(cause) => {
-            // What the listing lacked stays current, but the sync's snapshot shows what it
-            // fetched. After a restart the lacking set is not known, so nothing is marked.
-            if cause != history::HoldCause::Restarted {
-                transaction
-                    .execute(
-                        "INSERT INTO model_held_absences (sync_id, key_id) SELECT $1, key_id FROM history_lacking",
-                        &[&sync_id],
-                    )
-                    .await?;
-            }
-        }
-    }
-    transaction
-        .execute(
-            "UPDATE model_sync_sources SET listing_truncated = $3, removals_held = $4
-              WHERE sync_id = $1 AND source = $2",
-            &[
-                &sync_id,
-                &source.as_str(),
-                &truncated,
-                &matches!(end, ListingEnd::Hold(_)),
-            ],
-        )
-        .await?;
-    if let Some(id) = last_change {
-        notify_changes(&transaction, id).await?;
-    }
-    transaction.commit().await?;
-    Ok(summary)
-}
-
-/// Forgets what finished syncs saw (`model_sync_seen`). Only while no sync writes: at the end
-/// of a sync, or when recovering interrupted ones (both under the sync lock).
-pub async fn forget_seen(database: &Database) -> Result<(), StoreError> {
-    let client = database.pool.get().await?;
-    client.batch_execute("TRUNCATE model_sync_seen").await?;
-    Ok(())
-}
-
-/// The rows a sync recorded for a source (its part of `model_snapshots`), as counted by the
-/// writer in the transactions that wrote them.
-pub async fn snapshot_rows(database: &Database, sync_id: i64, source: Source) -> Result<i64, StoreError> {
-    let client = database.pool.get().await?;
-    let row = client
-        .query_one(
-            "SELECT coalesce((SELECT snapshot_rows FROM model_sync_sources WHERE sync_id = $1 AND source = $2), 0)",
-            &[&sync_id, &source.as_str()],
-        )
-        .await?;
-    Ok(row.get(0))
-}
