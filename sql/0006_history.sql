@@ -17,21 +17,26 @@
 --   content_hash      the latest version's content hash (NULL: converted from old snapshots,
 --                     not hashed yet; the next sync compares the content itself)
 --   record_hash       the hash of the record as last fetched (volatile values included)
--- The key columns sort bytewise (COLLATE "C"): every probe compares them, and byte comparison
--- is several times cheaper than a linguistic collation. `id` has no index: nothing looks a key
--- up by id (versions and series are found by key_id through their own keys).
+-- One index serves both needs of the key: uniqueness, and the probe of every record of every
+-- sync. It is a hash index (an exclusion constraint, since hash indexes cannot be UNIQUE) on the
+-- key as one text, `source || length(provider) || ':' || provider || model_id` (the length
+-- makes it unambiguous): a probe reads one bucket page where a B-tree on three text columns
+-- walks three or four levels (re-syncs about 3x faster, measured in bench/), and it costs half
+-- of a B-tree plus a hash index on every new key. Nothing looks a key up by `id` (versions
+-- and series are found by key_id through their own keys), so `id` has no index.
 CREATE SEQUENCE model_keys_id_seq AS bigint;
 CREATE TABLE model_keys (
-    source           text COLLATE "C" NOT NULL,
-    provider         text COLLATE "C" NOT NULL,
-    model_id         text COLLATE "C" NOT NULL,
+    source           text NOT NULL,
+    provider         text NOT NULL,
+    model_id         text NOT NULL,
     id               bigint NOT NULL DEFAULT nextval('model_keys_id_seq'),
     first_sync_id    bigint NOT NULL,
     latest_from_sync bigint NOT NULL,
     closed_as        text CHECK (closed_as IN ('removed', 'out_of_window')),
     content_hash     bytea,
     record_hash      bytea NOT NULL,
-    PRIMARY KEY (source, provider, model_id)
+    CONSTRAINT model_keys_unique EXCLUDE USING hash (
+        (source || length(provider)::text || ':' || provider || model_id) WITH =)
 ) WITH (fillfactor = 90);
 ALTER SEQUENCE model_keys_id_seq OWNED BY model_keys.id;
 
@@ -132,6 +137,8 @@ CREATE TABLE model_sync_seen (
     source  text NOT NULL,
     key_ids bigint[] NOT NULL
 );
+-- Arrays of ids barely compress and live for one sync: store them without trying.
+ALTER TABLE model_sync_seen ALTER COLUMN key_ids SET STORAGE EXTERNAL;
 
 --   snapshot_rows      the models this sync recorded for the source (its rows of
 --                      model_snapshots), counted by the writer in its own transactions

@@ -38,6 +38,16 @@ pub struct RecordParts {
     pub volatile: Option<String>,
 }
 
+/// Whether a member, by its quoted key as written, holds a volatile value. Keys are compared
+/// as written unless they hold escapes (then decoded).
+fn is_volatile_member(source: Source, quoted_key: &[u8]) -> bool {
+    let inner = &quoted_key[1..quoted_key.len().saturating_sub(1).max(1)];
+    if !inner.contains(&b'\\') {
+        return std::str::from_utf8(inner).is_ok_and(|key| is_volatile(source, key));
+    }
+    serde_json::from_slice::<String>(quoted_key).is_ok_and(|key| is_volatile(source, &key))
+}
+
 /// Cuts `raw` into [`RecordParts`]. A record that is not a JSON object has no members to cut
 /// and is kept whole.
 pub fn split_record(source: Source, raw: &str) -> RecordParts {
@@ -45,12 +55,12 @@ pub fn split_record(source: Source, raw: &str) -> RecordParts {
         data: raw.to_string(),
         volatile: None,
     };
-    let Ok(members) = split::members(raw.as_bytes()) else {
+    let Some(members) = split::raw_members(raw.as_bytes()) else {
         return whole();
     };
     let volatile_at: Vec<bool> = members
         .iter()
-        .map(|member| member.key.as_deref().is_ok_and(|key| is_volatile(source, key)))
+        .map(|member| is_volatile_member(source, member.quoted_key))
         .collect();
     if !volatile_at.contains(&true) {
         return whole();
@@ -84,24 +94,26 @@ pub struct Digest {
     pub record: [u8; 16],
 }
 
-/// The [`Digest`] of a parsed model.
+/// The [`Digest`] of a parsed model. The content is encoded into one buffer and hashed once:
+/// this runs for every record of every sync, and one large hash is several times cheaper than
+/// many small updates.
 pub fn digest(model: &Model) -> Digest {
-    let mut hasher = blake3::Hasher::new();
-    Content::of(model).feed(&mut hasher);
-    match split::members(model.raw.as_bytes()) {
-        Ok(mut members) => {
-            members.retain(|member| !member.key.as_deref().is_ok_and(|key| is_volatile(model.source, key)));
-            members.sort_by(|a, b| a.key.as_deref().unwrap_or("").cmp(b.key.as_deref().unwrap_or("")));
-            hasher.update(&(members.len() as u64).to_le_bytes());
+    let mut buffer = Vec::with_capacity(model.raw.len() + 256);
+    encode_content(model, &mut buffer);
+    match split::raw_members(model.raw.as_bytes()) {
+        Some(mut members) => {
+            members.retain(|member| !is_volatile_member(model.source, member.quoted_key));
+            members.sort_unstable_by(|a, b| a.quoted_key.cmp(b.quoted_key).then(a.value.cmp(b.value)));
+            buffer.extend_from_slice(&(members.len() as u64).to_le_bytes());
             for member in members {
-                feed_bytes(&mut hasher, member.key.as_deref().unwrap_or("").as_bytes());
-                feed_bytes(&mut hasher, member.value.bytes);
+                encode_bytes(&mut buffer, member.quoted_key);
+                encode_bytes(&mut buffer, member.value);
             }
         }
-        Err(_) => feed_bytes(&mut hasher, model.raw.as_bytes()),
+        None => encode_bytes(&mut buffer, model.raw.as_bytes()),
     }
     Digest {
-        content: first_16(hasher.finalize()),
+        content: first_16(blake3::hash(&buffer)),
         record: model.record_hash(),
     }
 }
@@ -112,21 +124,54 @@ fn first_16(hash: blake3::Hash) -> [u8; 16] {
     out
 }
 
-fn feed_bytes(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    hasher.update(&(bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
+fn encode_bytes(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    buffer.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    buffer.extend_from_slice(bytes);
 }
 
-fn feed_option(hasher: &mut blake3::Hasher, value: Option<&str>) {
+fn encode_option(buffer: &mut Vec<u8>, value: Option<&str>) {
     match value {
-        None => {
-            hasher.update(&[0]);
-        }
+        None => buffer.push(0),
         Some(text) => {
-            hasher.update(&[1]);
-            feed_bytes(hasher, text.as_bytes());
+            buffer.push(1);
+            encode_bytes(buffer, text.as_bytes());
         }
     }
+}
+
+/// The content columns, in the order of [`CONTENT_COLUMNS`]. Decimals are normalized (`1.50`
+/// and `1.5` encode alike), so a source that changes only its number formatting is not a
+/// change.
+fn encode_content(model: &Model, buffer: &mut Vec<u8>) {
+    let decimal = |value: Option<Decimal>| value.map(|value| value.normalize().to_string());
+    let list = |value: &Option<Vec<String>>| value.as_ref().map(|items| items.join("\u{1f}"));
+    let flag = |value: Option<bool>| value.map(|value| if value { "t" } else { "f" });
+    encode_option(buffer, model.name.as_deref());
+    encode_option(buffer, model.context_length.map(|v| v.to_string()).as_deref());
+    encode_option(buffer, model.max_output_tokens.map(|v| v.to_string()).as_deref());
+    for price in [
+        model.input_price_per_mtok,
+        model.output_price_per_mtok,
+        model.cache_read_price_per_mtok,
+        model.cache_write_price_per_mtok,
+    ] {
+        encode_option(buffer, decimal(price).as_deref());
+    }
+    encode_option(buffer, list(&model.input_modalities).as_deref());
+    encode_option(buffer, list(&model.output_modalities).as_deref());
+    encode_option(buffer, flag(model.supports_tools));
+    encode_option(buffer, flag(model.supports_reasoning));
+    encode_option(buffer, flag(model.open_weights));
+    encode_option(buffer, model.release_date.map(|v| v.to_string()).as_deref());
+    encode_option(buffer, decimal(model.intelligence_index).as_deref());
+    let tiers = model.price_tiers.as_ref().map(|tiers| {
+        let value = serde_json::to_value(tiers).expect("price tiers are strings and integers");
+        normalized_tiers(&value).to_string()
+    });
+    encode_option(buffer, tiers.as_deref());
+    encode_option(buffer, model.status.as_deref());
+    encode_option(buffer, model.expires_on.map(|v| v.to_string()).as_deref());
+    encode_option(buffer, model.intelligence_index_version.as_deref());
 }
 
 /// The content columns of a model (DESIGN.md §4 and §9 without the volatile `downloads` and
@@ -246,37 +291,6 @@ impl Content {
             16 => self.expires_on == other.expires_on,
             _ => self.intelligence_index_version == other.intelligence_index_version,
         }
-    }
-
-    /// Feeds the content columns to the content hash. Decimals are normalized (`1.50` and
-    /// `1.5` hash alike), so a source that changes only its number formatting is not a change.
-    fn feed(&self, hasher: &mut blake3::Hasher) {
-        let decimal = |value: Option<Decimal>| value.map(|value| value.normalize().to_string());
-        let list = |value: &Option<Vec<String>>| value.as_ref().map(|items| items.join("\u{1f}"));
-        let flag = |value: Option<bool>| value.map(|value| if value { "t" } else { "f" });
-        feed_option(hasher, self.name.as_deref());
-        feed_option(hasher, self.context_length.map(|v| v.to_string()).as_deref());
-        feed_option(hasher, self.max_output_tokens.map(|v| v.to_string()).as_deref());
-        for price in self.prices() {
-            feed_option(hasher, decimal(price).as_deref());
-        }
-        feed_option(hasher, list(&self.input_modalities).as_deref());
-        feed_option(hasher, list(&self.output_modalities).as_deref());
-        feed_option(hasher, flag(self.supports_tools));
-        feed_option(hasher, flag(self.supports_reasoning));
-        feed_option(hasher, flag(self.open_weights));
-        feed_option(hasher, self.release_date.map(|v| v.to_string()).as_deref());
-        feed_option(hasher, decimal(self.intelligence_index).as_deref());
-        feed_option(
-            hasher,
-            self.price_tiers
-                .as_ref()
-                .map(|tiers| normalized_tiers(tiers).to_string())
-                .as_deref(),
-        );
-        feed_option(hasher, self.status.as_deref());
-        feed_option(hasher, self.expires_on.map(|v| v.to_string()).as_deref());
-        feed_option(hasher, self.intelligence_index_version.as_deref());
     }
 }
 

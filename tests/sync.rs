@@ -233,7 +233,7 @@ async fn migrations_apply_once_even_when_two_processes_start_together() {
     // model_snapshots is a view over the versions since 0006 (DESIGN.md §8): its old indexes
     // became these.
     for index in [
-        "model_keys_pkey",
+        "model_keys_unique",
         "model_versions_pkey",
         "model_versions_current",
         "model_versions_source_valid_to",

@@ -810,7 +810,7 @@ async fn complete_finished_sources(state: &mut SupervisorState, sync_id: i64) {
 /// the end of its listing for history (a listing whose end cannot be applied fails its source).
 async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source) {
     let database = state.services.database.clone();
-    let rules = HistoryRules::from(&state.services.config.history);
+    let services = state.services.clone();
     let Some(progress) = running(state, sync_id).and_then(|run| run.sources.get_mut(&source)) else {
         return;
     };
@@ -821,7 +821,7 @@ async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source
         },
         _ => ListingOutcome::Failed,
     };
-    if let Err(error) = end_listing(&database, sync_id, source, listing, &rules).await {
+    if let Err(error) = end_listing(&services, sync_id, source, listing).await {
         tracing::error!(%source, %error, "the end of the listing could not be applied; the source fails");
         progress.report.status = SourceStatus::Failed;
         progress.report.error.get_or_insert(error);
@@ -841,15 +841,13 @@ async fn finish_source(state: &mut SupervisorState, sync_id: i64, source: Source
 }
 
 /// Applies the end of a source's listing to history (`store::history::end_source_listing`),
-/// retrying transient database errors briefly.
-async fn end_listing(
-    database: &crate::store::Database,
-    sync_id: i64,
-    source: Source,
-    listing: ListingOutcome,
-    rules: &HistoryRules,
-) -> Result<(), String> {
-    let mut delay = Duration::from_millis(250);
+/// retrying transient database errors like the writer retries a batch (`writer.max_retries`,
+/// `writer.retry_base_ms`), so it rides out the same database outages.
+async fn end_listing(services: &Services, sync_id: i64, source: Source, listing: ListingOutcome) -> Result<(), String> {
+    let (database, writer) = (&services.database, &services.config.writer);
+    let rules = HistoryRules::from(&services.config.history);
+    let rules = &rules;
+    let mut attempt = 0;
     loop {
         match history::end_source_listing(database, sync_id, source, listing, rules).await {
             Ok(summary) => {
@@ -864,10 +862,12 @@ async fn end_listing(
                 }
                 return Ok(());
             }
-            Err(error) if error.is_transient() && delay < Duration::from_secs(4) => {
-                tracing::warn!(%source, %error, "the end of the listing failed; retrying");
+            Err(error) if error.is_transient() && attempt < writer.max_retries => {
+                let delay =
+                    Duration::from_millis(writer.retry_base_ms.saturating_mul(1 << attempt.min(10)).min(30_000));
+                tracing::warn!(%source, %error, attempt = attempt + 1, "the end of the listing failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                attempt += 1;
             }
             Err(error) => return Err(format!("could not apply the end of its listing: {error}")),
         }

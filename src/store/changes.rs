@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::history::ChangeKind;
 use crate::model::Source;
 use crate::sources::fields::owner_of;
+use crate::store::history::{key_text, key_text_of};
 use crate::store::{Database, StoreError};
 
 /// One row of `model_changes`, plus the model's lifecycle as its current version states it
@@ -46,9 +47,17 @@ pub struct ChangeFilter {
 const CHANGE_COLUMNS: &str = "c.id, c.sync_id, c.source, c.provider, c.model_id, c.kind, c.fields, c.before,
        c.after, c.hold_reason, c.created_at, cv.status, cv.expires_on";
 
-const CHANGE_FROM: &str = "FROM model_changes c
-  LEFT JOIN model_keys k ON k.source = c.source AND k.provider = c.provider AND k.model_id = c.model_id
-  LEFT JOIN model_versions cv ON cv.key_id = k.id AND cv.valid_to_sync IS NULL";
+/// Joins each change to its key (probing the key's hash index) and current version.
+fn change_from() -> String {
+    format!(
+        "FROM model_changes c
+           LEFT JOIN model_keys k ON {} = {}
+                                 AND k.source = c.source AND k.provider = c.provider AND k.model_id = c.model_id
+           LEFT JOIN model_versions cv ON cv.key_id = k.id AND cv.valid_to_sync IS NULL",
+        key_text("k"),
+        key_text_of("c.source", "c.provider", "c.model_id")
+    )
+}
 
 const CHANGE_WHERE: &str = "WHERE ($1::bigint IS NULL OR c.sync_id > $1)
    AND ($2::timestamptz IS NULL OR c.sync_id >= (SELECT coalesce(min(id), 9223372036854775807)
@@ -62,7 +71,10 @@ pub async fn list_changes(database: &Database, filter: &ChangeFilter) -> Result<
     let client = database.pool.get().await?;
     let rows = client
         .query(
-            &format!("SELECT {CHANGE_COLUMNS} {CHANGE_FROM} {CHANGE_WHERE} ORDER BY c.id LIMIT $6"),
+            &format!(
+                "SELECT {CHANGE_COLUMNS} {} {CHANGE_WHERE} ORDER BY c.id LIMIT $6",
+                change_from()
+            ),
             &[
                 &filter.after_sync,
                 &filter.syncs_started_since,
@@ -181,8 +193,13 @@ pub async fn model_history(
     model_id: &str,
 ) -> Result<Vec<ModelHistory>, StoreError> {
     let client = database.pool.get().await?;
-    let keys_query = "SELECT id, provider::text, closed_as IS NULL FROM model_keys
-                       WHERE source = $1 AND provider = $2 AND model_id = $3";
+    let keys_query = format!(
+        "SELECT id, provider, closed_as IS NULL FROM model_keys k
+          WHERE {} = {} AND source = $1 AND provider = $2 AND model_id = $3",
+        key_text("k"),
+        key_text_of("$1", "$2", "$3")
+    );
+    let keys_query = keys_query.as_str();
     let mut keys = match provider {
         Some(provider) => {
             client
@@ -199,7 +216,7 @@ pub async fn model_history(
     if keys.is_empty() && provider.is_none() {
         keys = client
             .query(
-                "SELECT id, provider::text, closed_as IS NULL FROM model_keys
+                "SELECT id, provider, closed_as IS NULL FROM model_keys
                   WHERE source = $1 AND model_id = $2 ORDER BY provider LIMIT 100",
                 &[&source.as_str(), &model_id],
             )
@@ -258,8 +275,9 @@ pub async fn model_history(
         let changes = client
             .query(
                 &format!(
-                    "SELECT {CHANGE_COLUMNS} {CHANGE_FROM}
-                      WHERE c.source = $1 AND c.provider = $2 AND c.model_id = $3 ORDER BY c.id"
+                    "SELECT {CHANGE_COLUMNS} {}
+                      WHERE c.source = $1 AND c.provider = $2 AND c.model_id = $3 ORDER BY c.id",
+                    change_from()
                 ),
                 &[&source.as_str(), &provider, &model_id],
             )

@@ -3,7 +3,7 @@
 
 use crate::history::{self, EndReason, ListingEnd, ListingFacts, ListingOutcome};
 use crate::model::Source;
-use crate::store::history::{is_baseline, notify_changes, HistoryRules};
+use crate::store::history::{is_baseline, key_text, key_text_of, notify_changes, HistoryRules};
 use crate::store::{Database, StoreError};
 
 /// What the end of a listing did.
@@ -91,8 +91,12 @@ pub async fn end_source_listing(
                 .await?;
             transaction
                 .execute(
-                    "UPDATE model_keys k SET closed_as = $2 FROM history_lacking l
-                      WHERE k.source = $1 AND k.provider = l.provider AND k.model_id = l.model_id",
+                    &format!(
+                        "UPDATE model_keys k SET closed_as = $2 FROM history_lacking l
+                          WHERE {} = {} AND k.id = l.key_id",
+                        key_text("k"),
+                        key_text_of("$1", "l.provider", "l.model_id")
+                    ),
                     &[&source.as_str(), &reason.as_str()],
                 )
                 .await?;

@@ -32,6 +32,18 @@ use crate::model::{Model, Reject, Source};
 use crate::store::batch::{insert_rejects, BatchOutcome};
 use crate::store::{Database, StoreError};
 
+/// `model_keys`' key as one text: the expression of its unique hash index (an exclusion
+/// constraint), so a lookup written with it probes one bucket page. `alias` names the table;
+/// compare it with [`key_text_of`] of the probed values.
+pub(crate) fn key_text(alias: &str) -> String {
+    format!("({alias}.source || length({alias}.provider)::text || ':' || {alias}.provider || {alias}.model_id)")
+}
+
+/// [`key_text`] of any three SQL expressions.
+pub(crate) fn key_text_of(source: &str, provider: &str, model_id: &str) -> String {
+    format!("({source} || length({provider})::text || ':' || {provider} || {model_id})")
+}
+
 /// The `[history]` rules the store applies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRules {

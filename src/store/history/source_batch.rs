@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 use crate::history::{self, ChangeKind, Content, CurrentAction, EndReason, FirstLook, KeyState, Previous, RecordParts};
 use crate::model::{RejectReason, Source};
 use crate::store::batch::{BatchOutcome, JsonText};
-use crate::store::history::{is_baseline, HistoryRules, Incoming, SeenKeys};
+use crate::store::history::{is_baseline, key_text, key_text_of, HistoryRules, Incoming, SeenKeys};
 use crate::store::StoreError;
 
 /// One record on its way: its place in the batch, what the store knew of its key, and the
@@ -33,6 +34,7 @@ impl Pending<'_> {
 
 /// A record to compare with its previous version (content hash differs or unknown, or the key
 /// returns after being closed).
+#[derive(Clone, Copy)]
 struct ToCompare {
     index: usize,
     previous: Previous,
@@ -49,6 +51,18 @@ struct NewVersion {
     previous_from: Option<i64>,
     /// The current version to close as replaced.
     closes_current: bool,
+}
+
+/// What a batch does, decided per record before anything is written.
+#[derive(Default)]
+struct Plan<'r> {
+    new_keys: Vec<usize>,
+    to_compare: Vec<ToCompare>,
+    key_updates: Vec<KeyUpdate>,
+    series: Vec<usize>,
+    duplicates: Vec<&'r Incoming<'r>>,
+    /// The known keys recorded (the new keys are added once they have ids).
+    recorded_keys: Vec<i64>,
 }
 
 /// The keys whose row in `model_keys` changes (state after this batch).
@@ -113,24 +127,52 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 }
             }
         }
+        if self.never_stored_rows().await? {
+            // A source's first listing: every record is a new key, so skip the probes and
+            // write directly. A key the sync stored already (a re-sent batch, or a key listed
+            // in two batches) violates model_keys' uniqueness: then take the general path.
+            let mut plan = Plan {
+                duplicates: duplicates.clone(),
+                new_keys: (0..pending.len()).collect(),
+                ..Plan::default()
+            };
+            self.transaction.batch_execute("SAVEPOINT first_listing").await?;
+            let mut attempt = BatchOutcome::default();
+            match self.apply(&mut pending, &mut plan, &mut attempt).await {
+                Ok(written) => {
+                    self.transaction
+                        .batch_execute("RELEASE SAVEPOINT first_listing")
+                        .await?;
+                    outcome.merge(attempt);
+                    return Ok(written);
+                }
+                Err(StoreError::Postgres(error)) if error.code() == Some(&SqlState::EXCLUSION_VIOLATION) => {
+                    self.transaction
+                        .batch_execute("ROLLBACK TO SAVEPOINT first_listing")
+                        .await?;
+                    for item in &mut pending {
+                        item.key_id = None;
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
         self.probe_keys(&mut pending).await?;
-
-        let mut new_keys: Vec<usize> = Vec::new();
-        let mut to_compare: Vec<ToCompare> = Vec::new();
-        let mut key_updates: Vec<KeyUpdate> = Vec::new();
-        let mut series: Vec<usize> = Vec::new();
-        let mut recorded_keys: Vec<i64> = Vec::with_capacity(pending.len());
+        let mut plan = Plan {
+            duplicates,
+            ..Plan::default()
+        };
         for (index, item) in pending.iter().enumerate() {
             let seen_this_sync = item.key_id.is_some_and(|id| seen.contains(id));
             let from_sync = item.state.as_ref().map_or(0, |state| state.latest_from_sync);
             match history::first_look(self.sync_id, &item.row.digest, item.state.as_ref(), seen_this_sync) {
-                FirstLook::New => new_keys.push(index),
+                FirstLook::New => plan.new_keys.push(index),
                 FirstLook::SeenThisSync { same_record: true } => continue,
                 FirstLook::SeenThisSync { same_record: false } => {
-                    duplicates.push(item.row);
+                    plan.duplicates.push(item.row);
                     continue;
                 }
-                FirstLook::Returning { closed_as, .. } => to_compare.push(ToCompare {
+                FirstLook::Returning { closed_as, .. } => plan.to_compare.push(ToCompare {
                     index,
                     previous: Previous::Closed(closed_as),
                     from_sync,
@@ -138,10 +180,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 FirstLook::Current { content, same_record } => match history::current_action(content, same_record) {
                     CurrentAction::Unchanged => {}
                     CurrentAction::VolatileMoved => {
-                        series.push(index);
-                        key_updates.push(self.keep_version(index, item));
+                        plan.series.push(index);
+                        plan.key_updates.push(self.keep_version(index, item));
                     }
-                    CurrentAction::Compare => to_compare.push(ToCompare {
+                    CurrentAction::Compare => plan.to_compare.push(ToCompare {
                         index,
                         previous: Previous::Current,
                         from_sync,
@@ -149,16 +191,29 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 },
             }
             if let Some(key_id) = item.key_id {
-                recorded_keys.push(key_id);
+                plan.recorded_keys.push(key_id);
             }
         }
+        self.apply(&mut pending, &mut plan, outcome).await
+    }
 
-        if new_keys.is_empty() && to_compare.is_empty() && series.is_empty() && duplicates.is_empty() {
+    /// Compares what the plan says to compare, then writes everything it decided.
+    async fn apply(
+        &self,
+        pending: &mut [Pending<'_>],
+        plan: &mut Plan<'_>,
+        outcome: &mut BatchOutcome,
+    ) -> Result<SourceWritten, StoreError> {
+        if plan.new_keys.is_empty()
+            && plan.to_compare.is_empty()
+            && plan.series.is_empty()
+            && plan.duplicates.is_empty()
+        {
             // The common case of a re-sync: every record was unchanged.
-            self.record_seen(&recorded_keys, outcome).await?;
+            self.record_seen(&plan.recorded_keys, outcome).await?;
             return Ok(SourceWritten {
                 last_change: None,
-                recorded_keys,
+                recorded_keys: std::mem::take(&mut plan.recorded_keys),
             });
         }
         // From here on every statement looks rows up by key. With exact row counts for the
@@ -167,12 +222,13 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         self.transaction
             .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
             .await?;
-        let baseline = if new_keys.is_empty() && to_compare.is_empty() {
+        let baseline = if plan.new_keys.is_empty() && plan.to_compare.is_empty() {
             false
         } else {
             is_baseline(self.transaction, self.sync_id, self.source).await?
         };
-        let mut versions: Vec<NewVersion> = new_keys
+        let mut versions: Vec<NewVersion> = plan
+            .new_keys
             .iter()
             .map(|&index| NewVersion {
                 index,
@@ -184,7 +240,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             })
             .collect();
         for (compared, (old, same_data)) in self
-            .previous_contents(&mut pending, &to_compare)
+            .previous_contents(pending, &plan.to_compare)
             .await?
             .into_iter()
             .enumerate()
@@ -193,18 +249,18 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 index,
                 previous,
                 from_sync,
-            } = to_compare[compared];
+            } = plan.to_compare[compared];
             let new = Content::of(pending[index].row.model);
             let fields = history::changed_fields(&old, &new, same_data);
             let decided = history::outcome(previous, &fields, baseline);
             if !decided.new_version {
                 // The same content after all (a hash of another rule, or formatting): keep the
                 // version, remember its hash, and record moved volatile values.
-                key_updates.push(self.keep_version(index, &pending[index]));
+                plan.key_updates.push(self.keep_version(index, &pending[index]));
                 if pending[index].state.as_ref().map(|state| state.record_hash)
                     != Some(pending[index].row.digest.record)
                 {
-                    series.push(index);
+                    plan.series.push(index);
                 }
                 continue;
             }
@@ -219,26 +275,41 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 previous_from: Some(from_sync),
                 closes_current: previous == Previous::Current,
             });
-            key_updates.push(KeyUpdate {
+            plan.key_updates.push(KeyUpdate {
                 index,
                 latest_from_sync: self.sync_id,
                 content_hash: Some(pending[index].row.digest.content),
             });
         }
 
-        self.insert_new_keys(&mut pending, &new_keys).await?;
-        recorded_keys.extend(new_keys.iter().filter_map(|&index| pending[index].key_id));
-        self.close_replaced(&pending, &versions).await?;
-        self.copy_versions(&mut pending, &versions).await?;
-        self.update_keys(&pending, &key_updates).await?;
-        self.insert_series(&mut pending, &series).await?;
-        let last_change = self.insert_changes(&pending, &versions, outcome).await?;
-        self.quarantine_duplicates(&duplicates, outcome).await?;
-        self.record_seen(&recorded_keys, outcome).await?;
+        self.insert_new_keys(pending, &plan.new_keys).await?;
+        plan.recorded_keys
+            .extend(plan.new_keys.iter().filter_map(|&index| pending[index].key_id));
+        self.close_replaced(pending, &versions).await?;
+        self.copy_versions(pending, &versions).await?;
+        self.update_keys(pending, &plan.key_updates).await?;
+        self.insert_series(pending, &plan.series).await?;
+        let last_change = self.insert_changes(pending, &versions, outcome).await?;
+        self.quarantine_duplicates(&plan.duplicates, outcome).await?;
+        self.record_seen(&plan.recorded_keys, outcome).await?;
         Ok(SourceWritten {
             last_change,
-            recorded_keys,
+            recorded_keys: std::mem::take(&mut plan.recorded_keys),
         })
+    }
+
+    /// Whether no sync stored a row for this source before this one (so it has no keys but
+    /// those this sync writes).
+    async fn never_stored_rows(&self) -> Result<bool, StoreError> {
+        let row = self
+            .transaction
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM model_sync_sources
+                                     WHERE source = $1 AND sync_id < $2 AND snapshot_rows > 0)",
+                &[&self.source.as_str(), &self.sync_id],
+            )
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Stores the ids of the keys this batch recorded (what the end of the listing compares
@@ -270,8 +341,9 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         }
     }
 
-    /// Probes `model_keys` once per record (a lateral index probe, so the planner never
-    /// hashes the whole table) and fills `key_id` and `state` of the known keys.
+    /// Probes `model_keys` once per record (a lateral probe of the hash index that also keeps
+    /// keys unique, so the planner never hashes the whole table) and fills `key_id` and
+    /// `state` of the known keys.
     async fn probe_keys(&self, pending: &mut [Pending<'_>]) -> Result<(), StoreError> {
         if pending.is_empty() {
             return Ok(());
@@ -281,12 +353,17 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         let rows = self
             .transaction
             .query(
-                "SELECT b.ord, k.id, k.latest_from_sync, k.closed_as, k.content_hash, k.record_hash
-                   FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS b(provider, model_id, ord)
-                   JOIN LATERAL (SELECT id, latest_from_sync, closed_as, content_hash, record_hash
-                                   FROM model_keys k
-                                  WHERE k.source = $1 AND k.provider = b.provider AND k.model_id = b.model_id
-                                  LIMIT 1) k ON true",
+                &format!(
+                    "SELECT b.ord, k.id, k.latest_from_sync, k.closed_as, k.content_hash, k.record_hash
+                       FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS b(provider, model_id, ord)
+                       JOIN LATERAL (SELECT id, latest_from_sync, closed_as, content_hash, record_hash
+                                       FROM model_keys k
+                                      WHERE {} = {}
+                                        AND k.source = $1 AND k.provider = b.provider AND k.model_id = b.model_id
+                                      LIMIT 1) k ON true",
+                    key_text("k"),
+                    key_text_of("$1", "b.provider", "b.model_id")
+                ),
                 &[&self.source.as_str(), &providers, &model_ids],
             )
             .await?;
@@ -526,12 +603,17 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .collect();
         self.transaction
             .execute(
-                "UPDATE model_keys k
-                    SET latest_from_sync = u.from_sync, closed_as = NULL,
-                        content_hash = u.content_hash, record_hash = u.record_hash
-                   FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[])
-                        AS u(provider, model_id, from_sync, content_hash, record_hash)
-                  WHERE k.source = $1 AND k.provider = u.provider AND k.model_id = u.model_id",
+                &format!(
+                    "UPDATE model_keys k
+                        SET latest_from_sync = u.from_sync, closed_as = NULL,
+                            content_hash = u.content_hash, record_hash = u.record_hash
+                       FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[])
+                            AS u(provider, model_id, from_sync, content_hash, record_hash)
+                      WHERE {} = {}
+                        AND k.source = $1 AND k.provider = u.provider AND k.model_id = u.model_id",
+                    key_text("k"),
+                    key_text_of("$1", "u.provider", "u.model_id")
+                ),
                 &[
                     &self.source.as_str(),
                     &providers,
