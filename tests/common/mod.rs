@@ -6,6 +6,7 @@
 
 pub mod evil_server;
 pub mod fixture_server;
+pub mod hf_listing;
 
 use std::path::PathBuf;
 use std::process::Output;
