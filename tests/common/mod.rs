@@ -7,6 +7,7 @@
 pub mod evil_server;
 pub mod fixture_server;
 pub mod hf_listing;
+pub mod legacy;
 
 use std::path::PathBuf;
 use std::process::Output;
