@@ -530,6 +530,25 @@ class Bench:
             return 0
         return int(self.db.value("SELECT coalesce(max(id), 0) FROM model_syncs"))
 
+    def settle_autovacuum(self, timeout: float = 300.0) -> float | None:
+        """Waits until autovacuum has analyzed the tables the first sync filled and no
+        autovacuum worker runs, as happens between two daily syncs, so that a timed re-sync
+        neither competes with it nor plans with the empty tables' statistics. Returns the
+        seconds waited, or None after `timeout`."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            unanalyzed = self.db.value(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('model_versions', 'model_keys') "
+                "AND last_autoanalyze IS NULL AND last_analyze IS NULL"
+            )
+            working = self.db.value(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            )
+            if unanalyzed == "0" and working == "0":
+                return time.monotonic() - began
+            time.sleep(1)
+        return None
+
     def checkpoint(self) -> None:
         """Starts each timed step with no dirty buffers left by the previous one."""
         self.db.run("CHECKPOINT")
@@ -1035,6 +1054,9 @@ def main(argv: list[str]) -> int:
             for run in range(1, args.runs + 1):
                 print(f"copy run {run}/{args.runs} ...", flush=True)
                 copies.append(bench.run_copy(run))
+            print("waiting for autovacuum to process the first sync's tables (not timed) ...", flush=True)
+            waited = bench.settle_autovacuum()
+            print("  " + (f"{waited:.0f} s" if waited is not None else "gave up after 300 s"), flush=True)
             for _ in range(args.runs):
                 sync("unchanged")
             hub.use_listing("changed")

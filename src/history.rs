@@ -22,9 +22,14 @@ pub const CHANGES_CHANNEL: &str = "model_lens_changes";
 /// written only when they move, and never make a new version. `sql/0006_history.sql` applies
 /// the same rule to convert old snapshot rows.
 pub fn is_volatile(source: Source, key: &str) -> bool {
+    is_volatile_key(source, key.as_bytes())
+}
+
+/// [`is_volatile`] of a key's bytes (every record of every sync asks, so no UTF-8 check).
+fn is_volatile_key(source: Source, key: &[u8]) -> bool {
     match source {
-        Source::HuggingFace => matches!(key, "downloads" | "likes" | "trendingScore"),
-        Source::ArtificialAnalysis => key.starts_with("median_"),
+        Source::HuggingFace => matches!(key, b"downloads" | b"likes" | b"trendingScore"),
+        Source::ArtificialAnalysis => key.starts_with(b"median_"),
         Source::ModelsDev | Source::OpenRouter => false,
     }
 }
@@ -41,9 +46,12 @@ pub struct RecordParts {
 /// Whether a member, by its quoted key as written, holds a volatile value. Keys are compared
 /// as written unless they hold escapes (then decoded).
 fn is_volatile_member(source: Source, quoted_key: &[u8]) -> bool {
+    if matches!(source, Source::ModelsDev | Source::OpenRouter) {
+        return false;
+    }
     let inner = &quoted_key[1..quoted_key.len().saturating_sub(1).max(1)];
     if !inner.contains(&b'\\') {
-        return std::str::from_utf8(inner).is_ok_and(|key| is_volatile(source, key));
+        return is_volatile_key(source, inner);
     }
     serde_json::from_slice::<String>(quoted_key).is_ok_and(|key| is_volatile(source, &key))
 }
