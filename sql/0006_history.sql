@@ -17,6 +17,9 @@
 --   content_hash      the latest version's content hash (NULL: converted from old snapshots,
 --                     not hashed yet; the next sync compares the content itself)
 --   record_hash       the hash of the record as last fetched (volatile values included)
+--   columns_hash      the hash of the latest version's parsed content columns: the same record
+--                     and the same columns mean the same content, so a re-sync computes the
+--                     content hash only for records that differ (NULL like content_hash)
 -- One index serves both needs of the key: uniqueness, and the probe of every record of every
 -- sync. It is a hash index (an exclusion constraint, since hash indexes cannot be UNIQUE) on the
 -- key as one text, `source || length(provider) || ':' || provider || model_id` (the length
@@ -35,6 +38,7 @@ CREATE TABLE model_keys (
     closed_as        text CHECK (closed_as IN ('removed', 'out_of_window')),
     content_hash     bytea,
     record_hash      bytea NOT NULL,
+    columns_hash     bytea,
     CONSTRAINT model_keys_unique EXCLUDE USING hash (
         (source || length(provider)::text || ':' || provider || model_id) WITH =)
 ) WITH (fillfactor = 90);

@@ -93,19 +93,31 @@ pub fn split_record(source: Source, raw: &str) -> RecordParts {
     }
 }
 
-/// What a record is compared by: `content` hashes every content column and the record without
-/// its volatile members (members in key order, so a reordered record is the same content);
-/// `record` hashes the record's exact text (what `model_snapshots.content_hash` always held).
+/// What every record is compared by first, cheap enough for every record of every sync:
+/// `record` hashes the record's exact text (what `model_snapshots.content_hash` always held),
+/// `columns` the parsed content columns. The same record and the same columns mean the same
+/// content; otherwise [`content_hash`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest {
-    pub content: [u8; 16],
     pub record: [u8; 16],
+    pub columns: [u8; 16],
 }
 
-/// The [`Digest`] of a parsed model. The content is encoded into one buffer and hashed once:
-/// this runs for every record of every sync, and one large hash is several times cheaper than
-/// many small updates.
+/// The [`Digest`] of a parsed model.
 pub fn digest(model: &Model) -> Digest {
+    let mut buffer = Vec::with_capacity(128);
+    encode_content(model, &mut buffer);
+    Digest {
+        record: model.record_hash(),
+        columns: first_16(blake3::hash(&buffer)),
+    }
+}
+
+/// The content hash of a model: its content columns and its record without the volatile
+/// members, members in key order (a reordered record is the same content). It excludes every
+/// volatile value. Computed only for records whose [`Digest`] differs from the stored one: it
+/// cuts the record into members, which costs more than parsing it.
+pub fn content_hash(model: &Model) -> [u8; 16] {
     let mut buffer = Vec::with_capacity(model.raw.len() + 256);
     encode_content(model, &mut buffer);
     match split::raw_members(model.raw.as_bytes()) {
@@ -120,10 +132,7 @@ pub fn digest(model: &Model) -> Digest {
         }
         None => encode_bytes(&mut buffer, model.raw.as_bytes()),
     }
-    Digest {
-        content: first_16(blake3::hash(&buffer)),
-        record: model.record_hash(),
-    }
+    first_16(blake3::hash(&buffer))
 }
 
 fn first_16(hash: blake3::Hash) -> [u8; 16] {
@@ -492,6 +501,9 @@ pub struct KeyState {
     pub closed_as: Option<EndReason>,
     /// `None` for a version converted from old snapshot rows (never hashed by this rule).
     pub content_hash: Option<[u8; 16]>,
+    /// The hash of the latest version's content columns (`Digest::columns`); `None` like
+    /// `content_hash`.
+    pub columns_hash: Option<[u8; 16]>,
     pub record_hash: [u8; 16],
 }
 
@@ -504,10 +516,13 @@ pub enum FirstLook {
     /// record again is a re-send (a retried batch), another one a second record with the same
     /// key (a duplicate).
     SeenThisSync { same_record: bool },
-    /// The key's current version predates this sync.
-    Current { content: Comparison, same_record: bool },
-    /// The key has no current version (removed, or out of the window) and is listed again.
-    Returning { closed_as: EndReason, content: Comparison },
+    /// The key's current version predates this sync. `unchanged`: the same record and the
+    /// same columns, so the same content; otherwise [`current_action`] decides with the
+    /// content hash.
+    Current { unchanged: bool, same_record: bool },
+    /// The key has no current version (removed, or out of the window) and is listed again:
+    /// its content is compared with its latest version's.
+    Returning { closed_as: EndReason },
 }
 
 /// How a record's content compares with the key's latest version by hash.
@@ -525,16 +540,23 @@ pub fn first_look(sync_id: i64, digest: &Digest, key: Option<&KeyState>, seen_th
     let Some(key) = key else {
         return FirstLook::New;
     };
-    let content = match key.content_hash {
-        None => Comparison::Unknown,
-        Some(hash) if hash == digest.content => Comparison::Same,
-        Some(_) => Comparison::Differs,
-    };
     let same_record = key.record_hash == digest.record;
     match key.closed_as {
         _ if seen_this_sync || key.latest_from_sync >= sync_id => FirstLook::SeenThisSync { same_record },
-        None => FirstLook::Current { content, same_record },
-        Some(closed_as) => FirstLook::Returning { closed_as, content },
+        None => FirstLook::Current {
+            unchanged: same_record && key.columns_hash == Some(digest.columns),
+            same_record,
+        },
+        Some(closed_as) => FirstLook::Returning { closed_as },
+    }
+}
+
+/// How a record's content hash compares with the stored one.
+pub fn compare_content(stored: Option<[u8; 16]>, content_hash: [u8; 16]) -> Comparison {
+    match stored {
+        None => Comparison::Unknown,
+        Some(hash) if hash == content_hash => Comparison::Same,
+        Some(_) => Comparison::Differs,
     }
 }
 
@@ -730,24 +752,29 @@ mod tests {
 
     #[test]
     fn the_content_hash_ignores_volatile_values_and_member_order_but_not_content() {
-        let base = digest(&hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"a"}"#));
-        let volatile_moved = digest(&hf(r#"{"id":"org/m","downloads":99,"likes":7,"sha":"a"}"#));
-        let reordered = digest(&hf(r#"{"sha":"a","likes":1,"id":"org/m","downloads":10}"#));
-        let content_moved = digest(&hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"b"}"#));
-        assert_eq!(base.content, volatile_moved.content);
-        assert_ne!(base.record, volatile_moved.record);
-        assert_eq!(base.content, reordered.content);
-        assert_ne!(base.content, content_moved.content);
-        // A parsed column that changes (a new parser filling `status`) changes the content.
-        let mut with_status = hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"a"}"#);
+        let base = hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"a"}"#);
+        let volatile_moved = hf(r#"{"id":"org/m","downloads":99,"likes":7,"sha":"a"}"#);
+        let reordered = hf(r#"{"sha":"a","likes":1,"id":"org/m","downloads":10}"#);
+        let content_moved = hf(r#"{"id":"org/m","downloads":10,"likes":1,"sha":"b"}"#);
+        assert_eq!(content_hash(&base), content_hash(&volatile_moved));
+        assert_ne!(digest(&base).record, digest(&volatile_moved).record);
+        assert_eq!(digest(&base).columns, digest(&volatile_moved).columns);
+        assert_eq!(content_hash(&base), content_hash(&reordered));
+        assert_ne!(content_hash(&base), content_hash(&content_moved));
+        // A parsed column that changes (a new parser filling `status`) changes the content and
+        // the columns, not the record.
+        let mut with_status = base.clone();
         with_status.status = Some("deprecated".into());
-        assert_ne!(digest(&with_status).content, base.content);
+        assert_ne!(content_hash(&with_status), content_hash(&base));
+        assert_ne!(digest(&with_status).columns, digest(&base).columns);
+        assert_eq!(digest(&with_status).record, digest(&base).record);
         // A price written with more digits is the same price.
         let mut a = hf("{}");
         let mut b = hf("{}");
         a.input_price_per_mtok = Some(dec("1.5"));
         b.input_price_per_mtok = Some(dec("1.50"));
-        assert_eq!(digest(&a).content, digest(&b).content);
+        assert_eq!(content_hash(&a), content_hash(&b));
+        assert_eq!(digest(&a).columns, digest(&b).columns);
     }
 
     fn content() -> Content {
@@ -812,90 +839,86 @@ mod tests {
         assert_eq!(hold_reason(&old, &old.clone(), factor), None);
     }
 
-    fn key(from: i64, closed_as: Option<EndReason>, content: Option<[u8; 16]>, record: [u8; 16]) -> KeyState {
-        KeyState {
-            latest_from_sync: from,
-            closed_as,
-            content_hash: content,
-            record_hash: record,
-        }
-    }
-
     #[test]
     fn first_look_table() {
         let digest = Digest {
-            content: [1; 16],
             record: [2; 16],
+            columns: [3; 16],
         };
-        let (same, other) = ([1u8; 16], [9u8; 16]);
+        let key = |from: i64, closed_as, columns: Option<[u8; 16]>, record: [u8; 16]| KeyState {
+            latest_from_sync: from,
+            closed_as,
+            content_hash: columns.map(|_| [1; 16]),
+            columns_hash: columns,
+            record_hash: record,
+        };
+        let (same, other) = (Some([3u8; 16]), Some([9u8; 16]));
         let cases = [
             (None, false, FirstLook::New),
             (
-                Some(key(5, None, Some(same), [2; 16])),
+                Some(key(5, None, same, [2; 16])),
                 false,
                 FirstLook::SeenThisSync { same_record: true },
             ),
             (
-                Some(key(5, None, Some(other), [9; 16])),
+                Some(key(5, None, other, [9; 16])),
                 false,
                 FirstLook::SeenThisSync { same_record: false },
             ),
             (
-                Some(key(3, None, Some(same), [2; 16])),
+                Some(key(3, None, same, [2; 16])),
                 true,
                 FirstLook::SeenThisSync { same_record: true },
             ),
             (
-                Some(key(3, None, Some(same), [9; 16])),
+                Some(key(3, None, same, [9; 16])),
                 true,
                 FirstLook::SeenThisSync { same_record: false },
             ),
             (
-                Some(key(3, None, Some(same), [2; 16])),
+                Some(key(3, None, same, [2; 16])),
                 false,
                 FirstLook::Current {
-                    content: Comparison::Same,
+                    unchanged: true,
                     same_record: true,
                 },
             ),
             (
-                Some(key(3, None, Some(same), [9; 16])),
+                Some(key(3, None, same, [9; 16])),
                 false,
                 FirstLook::Current {
-                    content: Comparison::Same,
+                    unchanged: false,
                     same_record: false,
                 },
             ),
             (
-                Some(key(3, None, Some(other), [9; 16])),
+                Some(key(3, None, other, [2; 16])),
                 false,
                 FirstLook::Current {
-                    content: Comparison::Differs,
-                    same_record: false,
+                    unchanged: false,
+                    same_record: true,
                 },
             ),
             (
                 Some(key(3, None, None, [2; 16])),
                 false,
                 FirstLook::Current {
-                    content: Comparison::Unknown,
+                    unchanged: false,
                     same_record: true,
                 },
             ),
             (
-                Some(key(3, Some(EndReason::Removed), Some(same), [2; 16])),
+                Some(key(3, Some(EndReason::Removed), same, [2; 16])),
                 false,
                 FirstLook::Returning {
                     closed_as: EndReason::Removed,
-                    content: Comparison::Same,
                 },
             ),
             (
-                Some(key(3, Some(EndReason::OutOfWindow), Some(other), [2; 16])),
+                Some(key(3, Some(EndReason::OutOfWindow), other, [2; 16])),
                 false,
                 FirstLook::Returning {
                     closed_as: EndReason::OutOfWindow,
-                    content: Comparison::Differs,
                 },
             ),
         ];
@@ -906,6 +929,9 @@ mod tests {
                 "{state:?} seen={seen}"
             );
         }
+        assert_eq!(compare_content(None, [1; 16]), Comparison::Unknown);
+        assert_eq!(compare_content(Some([1; 16]), [1; 16]), Comparison::Same);
+        assert_eq!(compare_content(Some([1; 16]), [2; 16]), Comparison::Differs);
     }
 
     #[test]

@@ -22,9 +22,16 @@ struct Pending<'r> {
     key_id: Option<i64>,
     state: Option<KeyState>,
     parts: Option<RecordParts>,
+    /// `history::content_hash`, computed when first needed (it costs more than parsing).
+    content: Option<[u8; 16]>,
 }
 
 impl Pending<'_> {
+    fn content_hash(&mut self) -> [u8; 16] {
+        let model = self.row.model;
+        *self.content.get_or_insert_with(|| history::content_hash(model))
+    }
+
     fn parts(&mut self) -> &RecordParts {
         let model = self.row.model;
         self.parts
@@ -65,11 +72,11 @@ struct Plan<'r> {
     recorded_keys: Vec<i64>,
 }
 
-/// The keys whose row in `model_keys` changes (state after this batch).
+/// The keys whose row in `model_keys` changes: their latest version starts at
+/// `latest_from_sync`, and the record's hashes become the key's.
 struct KeyUpdate {
     index: usize,
     latest_from_sync: i64,
-    content_hash: Option<[u8; 16]>,
 }
 
 /// What one source's part of a batch wrote.
@@ -122,6 +129,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                             key_id: None,
                             state: None,
                             parts: None,
+                            content: None,
                         });
                     }
                 }
@@ -162,7 +170,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             duplicates,
             ..Plan::default()
         };
-        for (index, item) in pending.iter().enumerate() {
+        for (index, item) in pending.iter_mut().enumerate() {
             let seen_this_sync = item.key_id.is_some_and(|id| seen.contains(id));
             let from_sync = item.state.as_ref().map_or(0, |state| state.latest_from_sync);
             match history::first_look(self.sync_id, &item.row.digest, item.state.as_ref(), seen_this_sync) {
@@ -172,23 +180,31 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     plan.duplicates.push(item.row);
                     continue;
                 }
-                FirstLook::Returning { closed_as, .. } => plan.to_compare.push(ToCompare {
+                FirstLook::Returning { closed_as } => plan.to_compare.push(ToCompare {
                     index,
                     previous: Previous::Closed(closed_as),
                     from_sync,
                 }),
-                FirstLook::Current { content, same_record } => match history::current_action(content, same_record) {
-                    CurrentAction::Unchanged => {}
-                    CurrentAction::VolatileMoved => {
-                        plan.series.push(index);
-                        plan.key_updates.push(self.keep_version(index, item));
+                FirstLook::Current { unchanged: true, .. } => {}
+                FirstLook::Current {
+                    unchanged: false,
+                    same_record,
+                } => {
+                    let stored = item.state.as_ref().and_then(|state| state.content_hash);
+                    let content = history::compare_content(stored, item.content_hash());
+                    match history::current_action(content, same_record) {
+                        CurrentAction::Unchanged => {}
+                        CurrentAction::VolatileMoved => {
+                            plan.series.push(index);
+                            plan.key_updates.push(self.keep_version(index, item));
+                        }
+                        CurrentAction::Compare => plan.to_compare.push(ToCompare {
+                            index,
+                            previous: Previous::Current,
+                            from_sync,
+                        }),
                     }
-                    CurrentAction::Compare => plan.to_compare.push(ToCompare {
-                        index,
-                        previous: Previous::Current,
-                        from_sync,
-                    }),
-                },
+                }
             }
             if let Some(key_id) = item.key_id {
                 plan.recorded_keys.push(key_id);
@@ -278,7 +294,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             plan.key_updates.push(KeyUpdate {
                 index,
                 latest_from_sync: self.sync_id,
-                content_hash: Some(pending[index].row.digest.content),
             });
         }
 
@@ -337,7 +352,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         KeyUpdate {
             index,
             latest_from_sync: item.state.as_ref().map_or(self.sync_id, |state| state.latest_from_sync),
-            content_hash: Some(item.row.digest.content),
         }
     }
 
@@ -354,9 +368,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .transaction
             .query(
                 &format!(
-                    "SELECT b.ord, k.id, k.latest_from_sync, k.closed_as, k.content_hash, k.record_hash
+                    "SELECT b.ord, k.id, k.latest_from_sync, k.closed_as, k.content_hash, k.record_hash,
+                            k.columns_hash
                        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS b(provider, model_id, ord)
-                       JOIN LATERAL (SELECT id, latest_from_sync, closed_as, content_hash, record_hash
+                       JOIN LATERAL (SELECT id, latest_from_sync, closed_as, content_hash, record_hash, columns_hash
                                        FROM model_keys k
                                       WHERE {} = {}
                                         AND k.source = $1 AND k.provider = b.provider AND k.model_id = b.model_id
@@ -375,6 +390,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 latest_from_sync: row.get(2),
                 closed_as: closed_as.and_then(EndReason::parse),
                 content_hash: row.get::<_, Option<&[u8]>>(4).and_then(hash16),
+                columns_hash: row.get::<_, Option<&[u8]>>(6).and_then(hash16),
                 record_hash: hash16(row.get(5)).unwrap_or_default(),
             });
         }
@@ -465,7 +481,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .transaction
             .copy_in(
                 "COPY model_keys (source, provider, model_id, id, first_sync_id, latest_from_sync,
-                                  content_hash, record_hash) FROM STDIN (FORMAT binary)",
+                                  content_hash, record_hash, columns_hash) FROM STDIN (FORMAT binary)",
             )
             .await?;
         let types = [
@@ -477,10 +493,13 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             Type::INT8,
             Type::BYTEA,
             Type::BYTEA,
+            Type::BYTEA,
         ];
         let writer = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(writer);
         for &index in new_keys {
+            // Hashed while streaming, so PostgreSQL inserts the rows already sent meanwhile.
+            pending[index].content_hash();
             let item = &pending[index];
             let model = item.row.model;
             writer
@@ -492,8 +511,9 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &item.key_id.unwrap_or_default(),
                     &self.sync_id,
                     &self.sync_id,
-                    &&item.row.digest.content[..],
+                    &item.content.as_ref().map(|hash| &hash[..]),
                     &&item.row.digest.record[..],
+                    &&item.row.digest.columns[..],
                 ])
                 .await?;
         }
@@ -525,9 +545,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         if versions.is_empty() {
             return Ok(());
         }
-        for version in versions {
-            pending[version.index].parts();
-        }
         let sink = self
             .transaction
             .copy_in(&format!(
@@ -537,6 +554,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         let writer = BinaryCopyInWriter::new(sink, &VERSION_TYPES);
         pin_mut!(writer);
         for version in versions {
+            // Cut and hashed while streaming, so PostgreSQL inserts the rows already sent
+            // meanwhile.
+            pending[version.index].parts();
+            pending[version.index].content_hash();
             let item = &pending[version.index];
             let model = item.row.model;
             let parts = item.parts.as_ref().expect("split above");
@@ -571,7 +592,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &model.intelligence_index_version,
                     &JsonText(&parts.data),
                     &parts.volatile.as_deref().map(JsonText),
-                    &&item.row.digest.content[..],
+                    &item.content.as_ref().map(|hash| &hash[..]),
                     &&item.row.digest.record[..],
                 ])
                 .await?;
@@ -580,9 +601,12 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         Ok(())
     }
 
-    async fn update_keys(&self, pending: &[Pending<'_>], updates: &[KeyUpdate]) -> Result<(), StoreError> {
+    async fn update_keys(&self, pending: &mut [Pending<'_>], updates: &[KeyUpdate]) -> Result<(), StoreError> {
         if updates.is_empty() {
             return Ok(());
+        }
+        for update in updates {
+            pending[update.index].content_hash();
         }
         let providers: Vec<&str> = updates
             .iter()
@@ -595,7 +619,11 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
         let from_syncs: Vec<i64> = updates.iter().map(|u| u.latest_from_sync).collect();
         let contents: Vec<Option<&[u8]>> = updates
             .iter()
-            .map(|u| u.content_hash.as_ref().map(|h| &h[..]))
+            .map(|u| pending[u.index].content.as_ref().map(|h| &h[..]))
+            .collect();
+        let columns: Vec<&[u8]> = updates
+            .iter()
+            .map(|u| &pending[u.index].row.digest.columns[..])
             .collect();
         let records: Vec<&[u8]> = updates
             .iter()
@@ -606,9 +634,10 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                 &format!(
                     "UPDATE model_keys k
                         SET latest_from_sync = u.from_sync, closed_as = NULL,
-                            content_hash = u.content_hash, record_hash = u.record_hash
-                       FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[])
-                            AS u(provider, model_id, from_sync, content_hash, record_hash)
+                            content_hash = u.content_hash, record_hash = u.record_hash,
+                            columns_hash = u.columns_hash
+                       FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[], $7::bytea[])
+                            AS u(provider, model_id, from_sync, content_hash, record_hash, columns_hash)
                       WHERE {} = {}
                         AND k.source = $1 AND k.provider = u.provider AND k.model_id = u.model_id",
                     key_text("k"),
@@ -621,6 +650,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &from_syncs,
                     &contents,
                     &records,
+                    &columns,
                 ],
             )
             .await?;
