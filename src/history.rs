@@ -34,11 +34,14 @@ fn is_volatile_key(source: Source, key: &[u8]) -> bool {
     }
 }
 
-/// A record cut in two: `data` is the record without its volatile members, `volatile` an object
-/// of the volatile members present (`None` when there are none). Members keep their exact text,
-/// so `data || volatile` in PostgreSQL is the record as jsonb again.
+/// What a new version stores of a record, from one cut of it into members: `data` is the
+/// record without its volatile members, `volatile` an object of the volatile members present
+/// (`None` when there are none), both keeping the members' exact text, so `data || volatile` in
+/// PostgreSQL is the record as jsonb again; and the record's content hash (see
+/// [`content_hash`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordParts {
+pub struct VersionParts {
+    pub content_hash: [u8; 16],
     pub data: String,
     pub volatile: Option<String>,
 }
@@ -54,43 +57,6 @@ fn is_volatile_member(source: Source, quoted_key: &[u8]) -> bool {
         return is_volatile_key(source, inner);
     }
     serde_json::from_slice::<String>(quoted_key).is_ok_and(|key| is_volatile(source, &key))
-}
-
-/// Cuts `raw` into [`RecordParts`]. A record that is not a JSON object has no members to cut
-/// and is kept whole.
-pub fn split_record(source: Source, raw: &str) -> RecordParts {
-    let whole = || RecordParts {
-        data: raw.to_string(),
-        volatile: None,
-    };
-    let Some(members) = split::raw_members(raw.as_bytes()) else {
-        return whole();
-    };
-    let volatile_at: Vec<bool> = members
-        .iter()
-        .map(|member| is_volatile_member(source, member.quoted_key))
-        .collect();
-    if !volatile_at.contains(&true) {
-        return whole();
-    }
-    let mut data = String::with_capacity(raw.len());
-    let mut volatile = String::new();
-    data.push('{');
-    volatile.push('{');
-    for (member, is_volatile) in members.iter().zip(volatile_at) {
-        let part = if is_volatile { &mut volatile } else { &mut data };
-        if part.len() > 1 {
-            part.push(',');
-        }
-        // The splitter cuts at ASCII bytes only, so a member of a UTF-8 record is UTF-8.
-        part.push_str(std::str::from_utf8(member.text).unwrap_or_default());
-    }
-    data.push('}');
-    volatile.push('}');
-    RecordParts {
-        data,
-        volatile: Some(volatile),
-    }
 }
 
 /// What every record is compared by first, cheap enough for every record of every sync:
@@ -116,23 +82,72 @@ pub fn digest(model: &Model) -> Digest {
 /// The content hash of a model: its content columns and its record without the volatile
 /// members, members in key order (a reordered record is the same content). It excludes every
 /// volatile value. Computed only for records whose [`Digest`] differs from the stored one: it
-/// cuts the record into members, which costs more than parsing it.
+/// cuts the record into members, which costs about as much as parsing it.
 pub fn content_hash(model: &Model) -> [u8; 16] {
-    let mut buffer = Vec::with_capacity(model.raw.len() + 256);
+    version_parts(model).content_hash
+}
+
+/// Cuts a model's record into the [`VersionParts`], hashing its content on the way. A record
+/// that is not a JSON object has no members to cut: it is kept whole and hashed whole.
+pub fn version_parts(model: &Model) -> VersionParts {
+    let raw = model.raw.as_str();
+    let mut buffer = Vec::with_capacity(raw.len() + 256);
     encode_content(model, &mut buffer);
-    match split::raw_members(model.raw.as_bytes()) {
-        Some(mut members) => {
-            members.retain(|member| !is_volatile_member(model.source, member.quoted_key));
-            members.sort_unstable_by(|a, b| a.quoted_key.cmp(b.quoted_key).then(a.value.cmp(b.value)));
-            buffer.extend_from_slice(&(members.len() as u64).to_le_bytes());
-            for member in members {
-                encode_bytes(&mut buffer, member.quoted_key);
-                encode_bytes(&mut buffer, member.value);
+    let Some(mut members) = split::raw_members(raw.as_bytes()) else {
+        encode_bytes(&mut buffer, raw.as_bytes());
+        return VersionParts {
+            content_hash: first_16(blake3::hash(&buffer)),
+            data: raw.to_string(),
+            volatile: None,
+        };
+    };
+    let mut volatile: Option<String> = None;
+    members.retain(|member| {
+        let is_volatile = is_volatile_member(model.source, member.quoted_key);
+        if is_volatile {
+            let part = volatile.get_or_insert_with(|| String::from("{"));
+            if part.len() > 1 {
+                part.push(',');
             }
+            part.push_str(text_of(raw, member.text));
         }
-        None => encode_bytes(&mut buffer, model.raw.as_bytes()),
+        !is_volatile
+    });
+    let data = match &mut volatile {
+        None => raw.to_string(),
+        Some(part) => {
+            part.push('}');
+            let mut data = String::with_capacity(raw.len());
+            data.push('{');
+            for (index, member) in members.iter().enumerate() {
+                if index > 0 {
+                    data.push(',');
+                }
+                data.push_str(text_of(raw, member.text));
+            }
+            data.push('}');
+            data
+        }
+    };
+    members.sort_unstable_by(|a, b| a.quoted_key.cmp(b.quoted_key).then(a.value.cmp(b.value)));
+    buffer.extend_from_slice(&(members.len() as u64).to_le_bytes());
+    for member in members {
+        encode_bytes(&mut buffer, member.quoted_key);
+        encode_bytes(&mut buffer, member.value);
     }
-    first_16(blake3::hash(&buffer))
+    VersionParts {
+        content_hash: first_16(blake3::hash(&buffer)),
+        data,
+        volatile,
+    }
+}
+
+/// The text of `part`, a slice of `raw`'s bytes cut at ASCII bytes (so at character
+/// boundaries): taken as a `str` slice without checking its bytes again.
+fn text_of<'a>(raw: &'a str, part: &'a [u8]) -> &'a str {
+    let start = (part.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
+    raw.get(start..start + part.len())
+        .unwrap_or_else(|| std::str::from_utf8(part).unwrap_or_default())
 }
 
 fn first_16(hash: blake3::Hash) -> [u8; 16] {
@@ -735,18 +750,21 @@ mod tests {
             (r#"{"downloads":1.50}"#, "{}", Some(r#"{"downloads":1.50}"#)),
             (r#"[1,2]"#, r#"[1,2]"#, None),
             (
-                r#"{ "id" : "a" , "trendingScore" : null }"#,
-                r#"{"id" : "a"}"#,
+                r#"{ "id" : "ü" , "trendingScore" : null }"#,
+                r#"{"id" : "ü"}"#,
                 Some(r#"{"trendingScore" : null}"#),
             ),
         ];
         for (raw, data, volatile) in cases {
-            let parts = split_record(Source::HuggingFace, raw);
+            let parts = version_parts(&hf(raw));
             assert_eq!(parts.data, data, "{raw}");
             assert_eq!(parts.volatile.as_deref(), volatile, "{raw}");
+            assert_eq!(parts.content_hash, content_hash(&hf(raw)), "{raw}");
         }
         // Other sources keep every member.
-        let whole = split_record(Source::ModelsDev, r#"{"downloads":1}"#);
+        let mut models_dev = hf(r#"{"downloads":1}"#);
+        models_dev.source = Source::ModelsDev;
+        let whole = version_parts(&models_dev);
         assert_eq!((whole.data.as_str(), whole.volatile), (r#"{"downloads":1}"#, None));
     }
 

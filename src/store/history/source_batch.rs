@@ -9,7 +9,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use crate::history::{self, ChangeKind, Content, CurrentAction, EndReason, FirstLook, KeyState, Previous, RecordParts};
+use crate::history::{
+    self, ChangeKind, Content, CurrentAction, EndReason, FirstLook, KeyState, Previous, VersionParts,
+};
 use crate::model::{RejectReason, Source};
 use crate::store::batch::{BatchOutcome, JsonText};
 use crate::store::history::{is_baseline, key_text, key_text_of, HistoryRules, Incoming, SeenKeys};
@@ -21,21 +23,24 @@ struct Pending<'r> {
     row: &'r Incoming<'r>,
     key_id: Option<i64>,
     state: Option<KeyState>,
-    parts: Option<RecordParts>,
-    /// `history::content_hash`, computed when first needed (it costs more than parsing).
-    content: Option<[u8; 16]>,
+    /// `history::version_parts`, computed when first needed (it costs about as much as
+    /// parsing): for records that differ from their stored version, and new ones.
+    parts: Option<VersionParts>,
 }
 
 impl Pending<'_> {
-    fn content_hash(&mut self) -> [u8; 16] {
+    fn parts(&mut self) -> &VersionParts {
         let model = self.row.model;
-        *self.content.get_or_insert_with(|| history::content_hash(model))
+        self.parts.get_or_insert_with(|| history::version_parts(model))
     }
 
-    fn parts(&mut self) -> &RecordParts {
-        let model = self.row.model;
-        self.parts
-            .get_or_insert_with(|| history::split_record(model.source, &model.raw))
+    fn content_hash(&mut self) -> [u8; 16] {
+        self.parts().content_hash
+    }
+
+    /// The content hash once [`Pending::parts`] ran.
+    fn known_content_hash(&self) -> Option<&[u8]> {
+        self.parts.as_ref().map(|parts| &parts.content_hash[..])
     }
 }
 
@@ -129,7 +134,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                             key_id: None,
                             state: None,
                             parts: None,
-                            content: None,
                         });
                     }
                 }
@@ -511,7 +515,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &item.key_id.unwrap_or_default(),
                     &self.sync_id,
                     &self.sync_id,
-                    &item.content.as_ref().map(|hash| &hash[..]),
+                    &item.known_content_hash(),
                     &&item.row.digest.record[..],
                     &&item.row.digest.columns[..],
                 ])
@@ -557,7 +561,6 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             // Cut and hashed while streaming, so PostgreSQL inserts the rows already sent
             // meanwhile.
             pending[version.index].parts();
-            pending[version.index].content_hash();
             let item = &pending[version.index];
             let model = item.row.model;
             let parts = item.parts.as_ref().expect("split above");
@@ -592,7 +595,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &model.intelligence_index_version,
                     &JsonText(&parts.data),
                     &parts.volatile.as_deref().map(JsonText),
-                    &item.content.as_ref().map(|hash| &hash[..]),
+                    &item.known_content_hash(),
                     &&item.row.digest.record[..],
                 ])
                 .await?;
@@ -617,10 +620,7 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .map(|u| pending[u.index].row.model.model_id.as_str())
             .collect();
         let from_syncs: Vec<i64> = updates.iter().map(|u| u.latest_from_sync).collect();
-        let contents: Vec<Option<&[u8]>> = updates
-            .iter()
-            .map(|u| pending[u.index].content.as_ref().map(|h| &h[..]))
-            .collect();
+        let contents: Vec<Option<&[u8]>> = updates.iter().map(|u| pending[u.index].known_content_hash()).collect();
         let columns: Vec<&[u8]> = updates
             .iter()
             .map(|u| &pending[u.index].row.digest.columns[..])
