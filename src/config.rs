@@ -608,4 +608,28 @@ mod tests {
         let error = Config::load_from(&env(&[("MODEL_LENS_CONFIG", "/nonexistent.toml")])).unwrap_err();
         assert!(matches!(error, ConfigError::MissingFile(_)));
     }
+
+    #[test]
+    fn history_rules_default_to_the_design_and_refuse_nonsense() {
+        let config = Config::load_from(&env(&[])).unwrap();
+        assert_eq!(config.history.max_removed_percent, 10.0);
+        assert_eq!(config.history.price_jump_factor, 10.0);
+        let raised = Config::load_from(&env(&[("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "50")])).unwrap();
+        assert_eq!(raised.history.max_removed_percent, 50.0);
+        for (key, value, message) in [
+            (
+                "MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT",
+                "150",
+                "history.max_removed_percent",
+            ),
+            (
+                "MODEL_LENS_HISTORY__PRICE_JUMP_FACTOR",
+                "1",
+                "history.price_jump_factor",
+            ),
+        ] {
+            let error = Config::load_from(&env(&[(key, value)])).unwrap_err();
+            assert!(error.to_string().contains(message), "{error}");
+        }
+    }
 }

@@ -139,6 +139,12 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
     assert_eq!(run.code, 0, "{run:?}");
     assert_snapshot(&db, 2, "huggingface", &hf_expected(&second)).await;
     assert_snapshot(&db, 1, "huggingface", &hf_expected(&base)).await;
+    assert!(
+        !db.scalar::<bool>(
+            "SELECT listing_truncated FROM model_sync_sources WHERE sync_id = 2 AND source = 'huggingface'"
+        )
+        .await
+    );
     let changes = changes_of(&db, 2).await;
     assert_eq!(changes["changed"], keys(&[&second[5]]));
     assert_eq!(changes["removed"], keys(&[&gone]));
@@ -242,7 +248,13 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes["reappeared"], keys(&[&gone]));
 
-    // Every earlier sync still reads back as it was fetched.
+    // At most one current version per key, ever; every earlier sync still reads back as it
+    // was fetched.
+    assert_eq!(
+        db.count("SELECT count(*) - count(DISTINCT key_id) FROM model_versions WHERE valid_to_sync IS NULL")
+            .await,
+        0
+    );
     assert_snapshot(&db, 1, "huggingface", &hf_expected(&base)).await;
     assert_snapshot(&db, 3, "huggingface", &hf_expected(&second[..10])).await;
 
