@@ -152,7 +152,7 @@ async fn answer(State(state): State<ServerState>, request: Request) -> Response 
 }
 
 /// A page of the listing: `limit` items from `cursor` (an offset here; opaque to clients).
-fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _headers: &HeaderMap) -> Response {
+pub fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _headers: &HeaderMap) -> Response {
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let limit: usize = params
         .get("limit")

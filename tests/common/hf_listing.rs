@@ -3,7 +3,6 @@
 //! answers the current list, paged like the Hub (`Link: <…>; rel="next"`). The test replaces
 //! the list between syncs (models changed, added, removed) or makes the server fail.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -93,26 +92,5 @@ async fn answer(State(state): State<Arc<Mutex<Listing>>>, request: Request) -> R
             .body(Body::from("unknown path"))
             .unwrap();
     }
-    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let limit: usize = params
-        .get("limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
-        .min(1000);
-    let offset: usize = params.get("cursor").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let end = (offset + limit).min(models.len());
-    let page = &models[offset.min(models.len())..end];
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json");
-    if end < models.len() {
-        let mut next: Vec<(String, String)> = params.into_iter().filter(|(k, _)| k != "cursor").collect();
-        next.push(("cursor".into(), end.to_string()));
-        next.sort();
-        let next_query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(next)
-            .finish();
-        response = response.header("link", format!("<{path}?{next_query}>; rel=\"next\""));
-    }
-    response.body(Body::from(serde_json::to_vec(page).unwrap())).unwrap()
+    super::fixture_server::huggingface_page(&models, &path, &query, request.headers())
 }
