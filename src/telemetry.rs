@@ -130,7 +130,10 @@ fn describe_and_initialize() {
         "Time to fetch all pages of a source."
     );
     describe_gauge!(SOURCE_MODELS, "Models stored for a source by the last finished sync.");
-    describe_counter!(MODELS_STORED_TOTAL, "Rows committed to model_snapshots.");
+    describe_counter!(
+        MODELS_STORED_TOTAL,
+        "Models a sync recorded (its rows of model_snapshots), unchanged ones included."
+    );
     describe_counter!(
         MODELS_REJECTED_TOTAL,
         "Records quarantined in model_rejects, by reason."
