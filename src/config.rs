@@ -3,7 +3,11 @@
 //! seed (`DATABASE_URL`, `API_RETRY_MS`, `HF_TOKEN`, `OPENROUTER_API_KEY`,
 //! `ARTIFICIAL_ANALYSIS_API_KEY`, `ADMIN_TOKEN`).
 //!
-//! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value.
+//! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value, and no
+//! configuration error ever shows a value (a mistyped secret would be printed otherwise). The
+//! plain secret variables may also come as files of a credentials directory
+//! (`$CREDENTIALS_DIRECTORY/DATABASE_URL`, as systemd's `LoadCredential=` provides them), so that
+//! they need not be in the process environment at all.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +22,26 @@ use serde::{Deserialize, Serialize};
 use crate::model::Source;
 
 const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+const DEFAULT_EMBEDDED_DIR: &str = ".model-lens/postgres";
+
+/// The plain variables that hold secrets (DESIGN.md §3); also the names of the credential files.
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "DATABASE_URL",
+    "ADMIN_TOKEN",
+    "HF_TOKEN",
+    "OPENROUTER_API_KEY",
+    "ARTIFICIAL_ANALYSIS_API_KEY",
+];
+
+/// Whether a dotted key (`http.admin_token`) holds a secret: its value is taken verbatim from
+/// the environment (never read as a number: `0123` stays `0123`) and never printed.
+fn is_secret_key(path: &str) -> bool {
+    path == "database.url"
+        || path == "http.admin_token"
+        || path
+            .strip_prefix("sources.")
+            .is_some_and(|rest| rest.ends_with(".api_key"))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,10 +98,15 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Where the embedded cluster lives when `url` is empty.
     pub embedded_dir: PathBuf,
+    /// Where root keeps the default embedded cluster when the `postgres` account cannot enter
+    /// the working folder (root's home, a `mktemp -d` folder): `<this>/<project>-<hash>`.
+    pub embedded_fallback_dir: PathBuf,
     /// Folder holding `initdb` and `postgres` for the embedded cluster; found automatically
     /// (`pg_config --bindir`, `/usr/lib/postgresql/*/bin`, `PATH`) when unset.
     pub postgres_bin_dir: Option<PathBuf>,
     pub pool_size: usize,
+    /// Connections of the separate pool of the unauthenticated probes (`/readyz`, health).
+    pub probe_pool_size: usize,
     pub connect_timeout_secs: u64,
     /// How long a caller waits for a free pooled connection.
     pub pool_wait_timeout_secs: u64,
@@ -90,9 +119,11 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: Secret::default(),
-            embedded_dir: PathBuf::from(".model-lens/postgres"),
+            embedded_dir: PathBuf::from(DEFAULT_EMBEDDED_DIR),
+            embedded_fallback_dir: PathBuf::from("/var/lib/model-lens"),
             postgres_bin_dir: None,
             pool_size: 8,
+            probe_pool_size: 2,
             connect_timeout_secs: 5,
             pool_wait_timeout_secs: 10,
             statement_timeout_secs: 120,
@@ -109,9 +140,13 @@ pub struct SyncConfig {
     /// Pages a fetcher may have in flight (fetched but not yet committed): the memory bound.
     pub max_pages_in_flight: usize,
     /// A crashed fetcher, transformer or writer is restarted at most this many times within
-    /// `restart_window_secs`; then its source (or, for the writer, the sync) fails.
+    /// `restart_window_secs`; then its source (or, for the writer, every unfinished source)
+    /// fails. Each actor has its own count.
     pub max_restarts: usize,
     pub restart_window_secs: u64,
+    /// How often the sync lock's session is asked for a sign of life (and how long it may take
+    /// to answer) while a sync runs.
+    pub lock_check_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -121,6 +156,7 @@ impl Default for SyncConfig {
             max_pages_in_flight: 8,
             max_restarts: 3,
             restart_window_secs: 60,
+            lock_check_secs: 5,
         }
     }
 }
@@ -149,6 +185,13 @@ impl Default for WriterConfig {
             max_retries: 8,
             retry_base_ms: 500,
         }
+    }
+}
+
+impl WriterConfig {
+    /// The wait between attempts of a database write (batches and bookkeeping).
+    pub fn retry_backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff::new(Duration::from_millis(self.retry_base_ms), Duration::from_secs(30))
     }
 }
 
@@ -240,6 +283,8 @@ impl SourceConfig {
             Source::OpenRouter => SourceConfig {
                 base_url: "https://openrouter.ai".into(),
                 path: "/api/v1/models".into(),
+                // The list may be paged (`links.next`): a few hundred models a page.
+                max_pages: 1_000,
                 ..base
             },
             Source::HuggingFace => SourceConfig {
@@ -253,10 +298,14 @@ impl SourceConfig {
             },
             Source::ArtificialAnalysis => SourceConfig {
                 base_url: "https://artificialanalysis.ai".into(),
-                path: "/api/v2/data/llms/models".into(),
+                // The free tier; the paid tier is `/api/v2/language/models`. The former
+                // `/api/v2/data/llms/models` answers 410 Gone since 2026-11-04.
+                path: crate::sources::artificial_analysis::DEFAULT_PATH.into(),
                 requests_per_second: 1,
                 burst: 1,
                 daily_request_budget: 1000,
+                // Paged with `?page=N`; each page is one request of the daily budget.
+                max_pages: 200,
                 ..base
             },
         }
@@ -295,6 +344,27 @@ impl SourcesConfig {
             Source::HuggingFace => &self.huggingface,
             Source::ArtificialAnalysis => &self.artificial_analysis,
         }
+    }
+
+    /// Why `source` does not run, if it does not: disabled, or Artificial Analysis without a
+    /// key (its API answers nothing without one).
+    pub fn skip_reason(&self, source: Source) -> Option<String> {
+        let config = self.get(source);
+        if !config.enabled {
+            return Some(format!("disabled (sources.{source}.enabled = false)"));
+        }
+        if source == Source::ArtificialAnalysis && config.api_key.is_empty() {
+            return Some("no ARTIFICIAL_ANALYSIS_API_KEY set".into());
+        }
+        None
+    }
+
+    /// The sources a sync runs (see [`SourcesConfig::skip_reason`]).
+    pub fn enabled(&self) -> Vec<Source> {
+        Source::ALL
+            .into_iter()
+            .filter(|source| self.skip_reason(*source).is_none())
+            .collect()
     }
 
     fn get_mut(&mut self, source: Source) -> &mut SourceConfig {
@@ -337,6 +407,15 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// How long `serve` lets a running sync finish after SIGTERM before marking it interrupted.
     pub shutdown_grace_secs: u64,
+    /// The whole request head must arrive within this (also the wait for the next request on
+    /// a kept-alive connection): a client that sends headers slowly is cut off.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most; further clients wait until one closes.
+    pub max_connections: usize,
+    /// How long a `/readyz` answer is reused (probes never query the database more often).
+    pub readiness_cache_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -347,6 +426,10 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 64 * 1024,
             shutdown_grace_secs: 25,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 256,
+            readiness_cache_secs: 2,
         }
     }
 }
@@ -446,15 +529,18 @@ impl Config {
                 continue;
             }
             let path = path.to_ascii_lowercase().replace("__", ".");
-            let value: figment::value::Value = value
-                .parse()
-                .map_err(|_| ConfigError::Invalid(format!("{key} has an unreadable value")))?;
+            let value: figment::value::Value = if is_secret_key(&path) {
+                value.clone().into()
+            } else {
+                value
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("{key} has an unreadable value")))?
+            };
             figment = figment.merge((path, value));
         }
-        let mut config: Config = figment
-            .extract()
-            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
-        config.apply_plain_variables(env)?;
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        let env = with_credentials(env)?;
+        config.apply_plain_variables(&env)?;
         config.validate()?;
         Ok(config)
     }
@@ -497,10 +583,10 @@ impl Config {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         for source in Source::ALL {
             let config = self.sources.get(source);
+            // The value is not shown: a URL may carry credentials.
             if config.enabled && url::Url::parse(&config.base_url).is_err() {
                 return invalid(format!(
-                    "sources.{source}.base_url {:?} is not an absolute URL",
-                    config.base_url
+                    "sources.{source}.base_url is not an absolute URL (scheme and host, e.g. https://huggingface.co)"
                 ));
             }
             if config.requests_per_second == 0 {
@@ -526,6 +612,19 @@ impl Config {
         if self.database.pool_size < 2 {
             return invalid("database.pool_size must be at least 2".into());
         }
+        let http = &self.http;
+        if http.header_read_timeout_secs == 0 || http.idle_timeout_secs == 0 || http.max_connections == 0 {
+            return invalid(
+                "http.header_read_timeout_secs, http.idle_timeout_secs and http.max_connections must be at least 1"
+                    .into(),
+            );
+        }
+        if http.idle_timeout_secs < http.request_timeout_secs {
+            return invalid("http.idle_timeout_secs must be at least http.request_timeout_secs".into());
+        }
+        if self.database.probe_pool_size == 0 {
+            return invalid("database.probe_pool_size must be at least 1".into());
+        }
         if self.schedule.enabled {
             if let Err(error) = self.schedule.cron.parse::<croner::Cron>() {
                 return invalid(format!(
@@ -544,6 +643,94 @@ impl Config {
 
     pub fn embedded_dir(&self) -> &Path {
         &self.database.embedded_dir
+    }
+
+    /// Whether `embedded_dir` is the built-in default (which, for root in a private folder,
+    /// moves to `embedded_fallback_dir`; a folder chosen explicitly never moves).
+    pub fn embedded_dir_is_default(&self) -> bool {
+        self.database.embedded_dir == Path::new(DEFAULT_EMBEDDED_DIR)
+    }
+}
+
+/// The environment plus, for each secret variable that is unset or empty, the content of the
+/// file of that name in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), trailing newlines
+/// trimmed.
+fn with_credentials(env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut env = env.clone();
+    let Some(dir) = env.get("CREDENTIALS_DIRECTORY").filter(|dir| !dir.is_empty()).cloned() else {
+        return Ok(env);
+    };
+    for name in SECRET_VARIABLES {
+        if env.get(name).is_some_and(|value| !value.is_empty()) {
+            continue;
+        }
+        let path = Path::new(&dir).join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(value) => {
+                env.insert(name.to_string(), value.trim_end_matches(['\r', '\n']).to_string());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(ConfigError::Invalid(format!(
+                    "cannot read the credential {} ({error})",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// figment's own messages include the offending value (`found unsigned int `831200994455``),
+/// which for a secret key is the secret. This says which key, what was expected and what kind
+/// of value was found, never the value.
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|error| {
+            let key = if error.path.is_empty() {
+                "the configuration".to_string()
+            } else {
+                error.path.join(".")
+            };
+            let problem = match &error.kind {
+                Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                    format!("expected {expected}, found {}", kind_of_value(actual))
+                }
+                Kind::InvalidLength(_, expected) => format!("expected {expected}"),
+                Kind::UnknownVariant(_, expected) => format!("expected one of: {}", expected.join(", ")),
+                Kind::UnknownField(field, _) => format!("unknown key {field}"),
+                Kind::MissingField(field) => format!("missing key {field}"),
+                Kind::DuplicateField(field) => format!("duplicate key {field}"),
+                Kind::Message(message) if !is_secret_key(&key) => message.clone(),
+                _ => "invalid value".to_string(),
+            };
+            let origin = error
+                .metadata
+                .as_ref()
+                .and_then(|metadata| metadata.source.as_ref())
+                .map(|source| format!(" (in {source})"))
+                .unwrap_or_default();
+            format!("{key}: {problem}{origin}")
+        })
+        .collect();
+    ConfigError::Invalid(messages.join("; "))
+}
+
+/// The kind of a value, without the value.
+fn kind_of_value(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map | Actual::NewtypeStruct => "a table",
+        _ => "another kind of value",
     }
 }
 
@@ -597,6 +784,73 @@ mod tests {
         for secret in ["hunter2", "aa-secret-key", "admin-secret"] {
             assert!(!printed.contains(secret), "{secret} leaked in Debug output");
         }
+    }
+
+    #[test]
+    fn numeric_secrets_are_kept_verbatim_from_the_environment() {
+        let config = Config::load_from(&env(&[
+            ("MODEL_LENS_HTTP__ADMIN_TOKEN", "831200994455"),
+            ("MODEL_LENS_SOURCES__HUGGINGFACE__API_KEY", "0123"),
+            ("MODEL_LENS_DATABASE__URL", "1e5"),
+        ]))
+        .unwrap();
+        assert_eq!(config.http.admin_token.expose(), "831200994455");
+        assert_eq!(config.sources.huggingface.api_key.expose(), "0123");
+        assert_eq!(config.database.url.expose(), "1e5");
+    }
+
+    #[test]
+    fn configuration_errors_never_print_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[http]\nadmin_token = 831200994455\n[sources.openrouter]\napi_key = 5550123467\n",
+        )
+        .unwrap();
+        let error = Config::load_from(&env(&[("MODEL_LENS_CONFIG", file.to_str().unwrap())])).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("http.admin_token"), "{text}");
+        assert!(text.contains("expected a string, found an integer"), "{text}");
+        for secret in ["831200994455", "5550123467"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        // Wrong types and values of other keys: the key is named, the value is not.
+        for (key, value) in [
+            ("MODEL_LENS_HTTP__LISTEN", "831200994455"),
+            ("MODEL_LENS_HTTP__LISTEN", "secret-host-7731:99"),
+            ("MODEL_LENS_WRITER__BATCH_SIZE", "seven-7731"),
+            ("MODEL_LENS_LOGGING__FORMAT", "xml-7731"),
+            ("MODEL_LENS_SOURCES__HUGGINGFACE__BASE_URL", "hf-token-7731@no-scheme"),
+        ] {
+            let error = Config::load_from(&env(&[(key, value)])).unwrap_err().to_string();
+            let expected_key = key
+                .trim_start_matches("MODEL_LENS_")
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            assert!(error.contains(&expected_key), "{key}: {error}");
+            assert!(
+                !error.contains("7731") && !error.contains("831200994455"),
+                "{key}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_may_come_from_a_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DATABASE_URL"), "postgres://u:p@db/app\n").unwrap();
+        std::fs::write(dir.path().join("ADMIN_TOKEN"), "from-a-file").unwrap();
+        let credentials = dir.path().to_str().unwrap();
+        let config = Config::load_from(&env(&[
+            ("CREDENTIALS_DIRECTORY", credentials),
+            ("ADMIN_TOKEN", "from-the-environment"),
+        ]))
+        .unwrap();
+        assert_eq!(config.database.url.expose(), "postgres://u:p@db/app");
+        // A variable that is set wins over the file.
+        assert_eq!(config.http.admin_token.expose(), "from-the-environment");
+        assert!(config.sources.huggingface.api_key.is_empty());
     }
 
     #[test]

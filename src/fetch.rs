@@ -6,18 +6,20 @@
 //! shorter page.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{NaiveDate, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK, RETRY_AFTER};
 use reqwest::StatusCode;
 
+use crate::backoff::Backoff;
 use crate::config::{ApiConfig, SourceConfig};
 use crate::model::Source;
+use crate::sources::pagination::same_origin;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,8 @@ pub enum FetchError {
     Status {
         url: String,
         status: u16,
-        hint: &'static str,
+        /// What to do about it, naming the setting to change (may be empty).
+        hint: String,
     },
     #[error("{url} sent more than {limit} bytes (sources.<name>.max_response_bytes)")]
     TooLarge { url: String, limit: u64 },
@@ -104,12 +107,27 @@ pub struct HttpFetcher {
     max_retries: u32,
     max_response_bytes: u64,
     daily_budget: u64,
-    retry_base: Duration,
-    max_retry_delay: Duration,
+    backoff: Backoff,
     max_retry_after: Duration,
-    /// Statistics for the source's report.
-    pub requests: u64,
-    pub bytes: u64,
+    traffic: Arc<Traffic>,
+}
+
+/// Requests sent and bytes received for one source in one sync. Shared with the supervisor,
+/// so the attempts of a fetcher that crashed or was killed still count.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Traffic {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl HttpFetcher {
@@ -118,6 +136,7 @@ impl HttpFetcher {
         config: &SourceConfig,
         api: &ApiConfig,
         budgets: Arc<DailyBudgets>,
+        traffic: Arc<Traffic>,
     ) -> Result<HttpFetcher, FetchError> {
         let mut headers = HeaderMap::new();
         if !config.api_key.is_empty() {
@@ -154,11 +173,12 @@ impl HttpFetcher {
             max_retries: config.max_retries,
             max_response_bytes: config.max_response_bytes,
             daily_budget: config.daily_request_budget,
-            retry_base: Duration::from_millis(api.retry_ms),
-            max_retry_delay: Duration::from_millis(api.max_retry_delay_ms),
+            backoff: Backoff::new(
+                Duration::from_millis(api.retry_ms),
+                Duration::from_millis(api.max_retry_delay_ms),
+            ),
             max_retry_after: Duration::from_secs(api.max_retry_after_secs),
-            requests: 0,
-            bytes: 0,
+            traffic,
         })
     }
 
@@ -172,11 +192,13 @@ impl HttpFetcher {
                     budget: self.daily_budget,
                 });
             }
-            self.requests += 1;
+            self.traffic.requests.fetch_add(1, Ordering::Relaxed);
             match self.attempt(url).await {
                 Ok(fetched) => {
                     telemetry::source_request(self.source, "success");
-                    self.bytes += fetched.body.len() as u64;
+                    self.traffic
+                        .bytes
+                        .fetch_add(fetched.body.len() as u64, Ordering::Relaxed);
                     return Ok(fetched);
                 }
                 Err(failure) if failure.transient && attempt < self.max_retries => {
@@ -214,12 +236,7 @@ impl HttpFetcher {
         if let Some(wait) = retry_after {
             return wait.min(self.max_retry_after);
         }
-        let ceiling = self
-            .retry_base
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(self.max_retry_delay);
-        let millis = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
-        Duration::from_millis(millis)
+        self.backoff.jittered(attempt)
     }
 
     async fn attempt(&self, url: &str) -> Result<Fetched, AttemptError> {
@@ -255,11 +272,7 @@ impl HttpFetcher {
                 _ if status.is_server_error() => "status_5xx",
                 _ => "status_4xx",
             };
-            let hint = match status.as_u16() {
-                401 | 403 => " (check the API key for this source)",
-                404 => " (check sources.<name>.base_url and path)",
-                _ => "",
-            };
+            let hint = status_hint(self.source, status.as_u16());
             return Err(AttemptError {
                 transient,
                 reason,
@@ -310,7 +323,32 @@ impl HttpFetcher {
     }
 }
 
-/// Follows redirects only within the same host, port and scheme (see [`redirect_allowed`]): a
+/// What an operator should do about a final HTTP status. 410 Gone is an API that retired the
+/// endpoint (Artificial Analysis' `/api/v2/data/*` since 2026-11-04); 404 on a listing is a
+/// wrong base URL or path. Neither is retried: no later attempt can succeed.
+fn status_hint(source: Source, status: u16) -> String {
+    match status {
+        401 | 403 => format!(" (check the API key for this source, {})", key_setting(source)),
+        404 => format!(" Not Found: check sources.{source}.base_url and sources.{source}.path"),
+        410 => format!(
+            " Gone: the API retired this endpoint; set sources.{source}.path to its current path \
+             (the README lists each source's path)"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Where a source's credential comes from, for messages.
+fn key_setting(source: Source) -> &'static str {
+    match source {
+        Source::ModelsDev => "none is needed",
+        Source::OpenRouter => "OPENROUTER_API_KEY",
+        Source::HuggingFace => "HF_TOKEN",
+        Source::ArtificialAnalysis => "ARTIFICIAL_ANALYSIS_API_KEY",
+    }
+}
+
+/// Follows redirects only within the same host, port and scheme (see [`same_origin`]): a
 /// listing API has no business sending us elsewhere, and a key must never follow a redirect.
 fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
@@ -320,28 +358,13 @@ fn same_host_redirects() -> reqwest::redirect::Policy {
         let allowed = attempt
             .previous()
             .first()
-            .is_some_and(|original| redirect_allowed(original, attempt.url()));
+            .is_some_and(|original| same_origin(original, attempt.url()));
         if allowed {
             attempt.follow()
         } else {
             attempt.error("redirect to another host, port or scheme refused")
         }
     })
-}
-
-/// The same origin (scheme, host and port) as the original URL, or its upgrade from `http` to
-/// `https` on the default ports. The host alone is not enough: reqwest strips `Authorization`
-/// when the port changes but not Artificial Analysis' `x-api-key`, which would then reach
-/// whatever listens on another port of the host, or travel in plain text after a downgrade.
-fn redirect_allowed(original: &reqwest::Url, target: &reqwest::Url) -> bool {
-    if original.host_str() != target.host_str() {
-        return false;
-    }
-    match (original.scheme(), target.scheme()) {
-        (from, to) if from == to => original.port_or_known_default() == target.port_or_known_default(),
-        ("http", "https") => original.port().is_none() && target.port().is_none(),
-        _ => false,
-    }
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.
@@ -401,17 +424,21 @@ mod tests {
     }
 
     #[test]
-    fn redirects_stay_on_the_same_origin_or_upgrade_to_https() {
-        let url = |text: &str| reqwest::Url::parse(text).unwrap();
-        let allowed = |from: &str, to: &str| redirect_allowed(&url(from), &url(to));
-        assert!(allowed("https://a.example/x", "https://a.example/y"));
-        assert!(allowed("http://127.0.0.1:9000/x", "http://127.0.0.1:9000/y"));
-        assert!(allowed("http://a.example/x", "https://a.example/x"));
-        assert!(allowed("https://a.example/x", "https://a.example:443/y"));
-        assert!(!allowed("https://a.example/x", "https://b.example/x"));
-        assert!(!allowed("http://127.0.0.1:9000/x", "http://127.0.0.1:9001/x"));
-        assert!(!allowed("https://a.example/x", "http://a.example/x"));
-        assert!(!allowed("http://a.example:8080/x", "https://a.example/x"));
+    fn gone_and_not_found_name_the_setting_to_change() {
+        assert_eq!(
+            status_hint(Source::ArtificialAnalysis, 410),
+            " Gone: the API retired this endpoint; set sources.artificial_analysis.path to its \
+             current path (the README lists each source's path)"
+        );
+        assert_eq!(
+            status_hint(Source::OpenRouter, 404),
+            " Not Found: check sources.openrouter.base_url and sources.openrouter.path"
+        );
+        assert_eq!(
+            status_hint(Source::HuggingFace, 401),
+            " (check the API key for this source, HF_TOKEN)"
+        );
+        assert_eq!(status_hint(Source::ModelsDev, 400), "");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::HealthConfig;
-use crate::store::{Database, StoreError};
+use crate::model::Source;
+use crate::store::{syncs, Database, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +43,14 @@ pub struct LastSuccess {
     pub models_stored: i64,
 }
 
+/// When an enabled source last succeeded (the end of the newest finished sync in which it
+/// did); `None`: never.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFreshness {
+    pub source: Source,
+    pub last_success: Option<DateTime<Utc>>,
+}
+
 /// What the checks look at, read from the database.
 #[derive(Debug, Clone)]
 pub struct HealthFacts {
@@ -50,6 +59,9 @@ pub struct HealthFacts {
     pub last_success: Option<LastSuccess>,
     /// Statuses of the most recent finished syncs, newest first.
     pub recent_statuses: Vec<String>,
+    /// Every enabled source (disabled ones, and Artificial Analysis without a key, are not
+    /// expected to succeed) with its last success.
+    pub sources: Vec<SourceFreshness>,
 }
 
 impl Default for HealthFacts {
@@ -58,6 +70,7 @@ impl Default for HealthFacts {
             database: Ok(()),
             last_success: None,
             recent_statuses: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }
@@ -71,14 +84,17 @@ pub struct HealthReport {
     pub last_success: Option<LastSuccess>,
     pub failure_rate_percent: Option<f64>,
     pub recent_syncs: usize,
+    /// The enabled sources and when each last succeeded.
+    pub sources: Vec<SourceFreshness>,
 }
 
-pub const CHECK_NAMES: [&str; 5] = [
+pub const CHECK_NAMES: [&str; 6] = [
     "database",
     "has_successful_sync",
     "models_stored",
     "sync_freshness",
     "failure_rate",
+    "source_freshness",
 ];
 
 /// Judges the facts against the thresholds.
@@ -152,6 +168,10 @@ pub fn evaluate(facts: &HealthFacts, thresholds: &HealthConfig, now: DateTime<Ut
                 ),
             );
         }
+        if !facts.sources.is_empty() {
+            let (ok, message) = judge_sources(&facts.sources, thresholds.max_sync_age_hours, now);
+            check("source_freshness", ok, HealthStatus::Warning, message);
+        }
     }
     let status = checks
         .iter()
@@ -167,12 +187,49 @@ pub fn evaluate(facts: &HealthFacts, thresholds: &HealthConfig, now: DateTime<Ut
         last_success: facts.last_success.clone(),
         failure_rate_percent: failure_rate,
         recent_syncs: facts.recent_statuses.len(),
+        sources: facts.sources.clone(),
     }
 }
 
-/// Reads the facts; a database error is a fact too (the `database` check fails).
-pub async fn gather(database: &Database, thresholds: &HealthConfig) -> HealthFacts {
-    match read_facts(database, thresholds).await {
+/// Whether every enabled source succeeded within `max_age_hours`, and the message: the stale
+/// ones by name, so that one source failing every night does not hide behind the others
+/// (whose successes keep the syncs `partial` rather than `failed`).
+fn judge_sources(sources: &[SourceFreshness], max_age_hours: f64, now: DateTime<Utc>) -> (bool, String) {
+    let age = |last: DateTime<Utc>| (now - last).num_seconds() as f64 / 3600.0;
+    let stale: Vec<String> = sources
+        .iter()
+        .filter_map(|freshness| match freshness.last_success {
+            None => Some(format!("{} never succeeded", freshness.source)),
+            Some(last) if age(last) > max_age_hours => {
+                Some(format!("{} last succeeded {:.1} h ago", freshness.source, age(last)))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    if stale.is_empty() {
+        let oldest = sources
+            .iter()
+            .filter_map(|freshness| freshness.last_success.map(|last| (age(last), freshness.source)))
+            .fold(None, |oldest: Option<(f64, Source)>, entry| match oldest {
+                Some(current) if current.0 >= entry.0 => Some(current),
+                _ => Some(entry),
+            });
+        let detail = oldest
+            .map(|(hours, source)| format!(" (the oldest: {source}, {hours:.1} h ago)"))
+            .unwrap_or_default();
+        (
+            true,
+            format!("every enabled source succeeded within {max_age_hours} h{detail}"),
+        )
+    } else {
+        (false, format!("{} (maximum {max_age_hours} h)", stale.join("; ")))
+    }
+}
+
+/// Reads the facts; a database error is a fact too (the `database` check fails). `enabled`:
+/// the sources a sync runs ([`crate::config::SourcesConfig::enabled`]).
+pub async fn gather(database: &Database, thresholds: &HealthConfig, enabled: &[Source]) -> HealthFacts {
+    match read_facts(database, thresholds, enabled).await {
         Ok(facts) => facts,
         Err(error) => {
             let undefined_table = matches!(&error, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE));
@@ -189,7 +246,22 @@ pub async fn gather(database: &Database, thresholds: &HealthConfig) -> HealthFac
     }
 }
 
-async fn read_facts(database: &Database, thresholds: &HealthConfig) -> Result<HealthFacts, StoreError> {
+async fn read_facts(
+    database: &Database,
+    thresholds: &HealthConfig,
+    enabled: &[Source],
+) -> Result<HealthFacts, StoreError> {
+    let successes = syncs::last_success_per_source(database).await?;
+    let sources = enabled
+        .iter()
+        .map(|source| SourceFreshness {
+            source: *source,
+            last_success: successes
+                .iter()
+                .find(|(succeeded, _)| succeeded == source)
+                .map(|(_, at)| *at),
+        })
+        .collect();
     let client = database.pool.get().await?;
     let last = client
         .query_opt(
@@ -213,11 +285,12 @@ async fn read_facts(database: &Database, thresholds: &HealthConfig) -> Result<He
             models_stored: row.get(2),
         }),
         recent_statuses: recent.iter().map(|row| row.get(0)).collect(),
+        sources,
     })
 }
 
-pub async fn check(database: &Database, thresholds: &HealthConfig) -> HealthReport {
-    let facts = gather(database, thresholds).await;
+pub async fn check(database: &Database, thresholds: &HealthConfig, enabled: &[Source]) -> HealthReport {
+    let facts = gather(database, thresholds, enabled).await;
     evaluate(&facts, thresholds, Utc::now())
 }
 
@@ -261,6 +334,7 @@ mod tests {
                 models_stored: stored,
             }),
             recent_statuses: recent.iter().map(|s| s.to_string()).collect(),
+            sources: Vec::new(),
         }
     }
 
@@ -297,5 +371,71 @@ mod tests {
         let report = evaluate(&down, &thresholds, now);
         assert_eq!(report.exit_code, 2);
         assert!(report.check_flags().iter().all(|(_, ok)| !ok));
+    }
+
+    fn source(source: Source, hours_ago: Option<i64>, now: DateTime<Utc>) -> SourceFreshness {
+        SourceFreshness {
+            source,
+            last_success: hours_ago.map(|hours| now - Duration::hours(hours)),
+        }
+    }
+
+    #[test]
+    fn an_enabled_source_that_has_not_succeeded_recently_is_a_warning() {
+        let thresholds = HealthConfig::default();
+        let now = Utc::now();
+        use Source::*;
+        // (last success of each enabled source in hours, expected status, expected message)
+        type Ages<'a> = &'a [(Source, Option<i64>)];
+        let cases: [(Ages, HealthStatus, &str); 5] = [
+            (
+                &[(ModelsDev, Some(1)), (HuggingFace, Some(3))],
+                HealthStatus::Healthy,
+                "every enabled source succeeded within 25 h (the oldest: huggingface, 3.0 h ago)",
+            ),
+            (
+                // The syncs stay partial thanks to the others; the one failing source warns.
+                &[(ModelsDev, Some(1)), (OpenRouter, Some(1)), (HuggingFace, Some(49))],
+                HealthStatus::Warning,
+                "huggingface last succeeded 49.0 h ago (maximum 25 h)",
+            ),
+            (
+                &[(ModelsDev, Some(1)), (ArtificialAnalysis, None)],
+                HealthStatus::Warning,
+                "artificial_analysis never succeeded (maximum 25 h)",
+            ),
+            (
+                &[(ModelsDev, Some(30)), (HuggingFace, None)],
+                HealthStatus::Warning,
+                "models_dev last succeeded 30.0 h ago; huggingface never succeeded (maximum 25 h)",
+            ),
+            (
+                &[(OpenRouter, Some(25))],
+                HealthStatus::Healthy,
+                "every enabled source succeeded within 25 h (the oldest: openrouter, 25.0 h ago)",
+            ),
+        ];
+        for (sources, status, message) in cases {
+            let facts = HealthFacts {
+                sources: sources.iter().map(|(name, hours)| source(*name, *hours, now)).collect(),
+                ..facts(1, 500, &["partial"])
+            };
+            let report = evaluate(&facts, &thresholds, now);
+            assert_eq!(report.status, status, "{sources:?}");
+            let check = report
+                .checks
+                .iter()
+                .find(|check| check.name == "source_freshness")
+                .expect("the check ran");
+            assert_eq!(
+                (check.ok, check.message.as_str()),
+                (status == HealthStatus::Healthy, message)
+            );
+            assert_eq!(report.sources.len(), sources.len());
+        }
+        // No enabled source: nothing to judge, no check.
+        let report = evaluate(&facts(1, 500, &["success"]), &thresholds, now);
+        assert!(report.checks.iter().all(|check| check.name != "source_freshness"));
+        assert_eq!(report.status, HealthStatus::Healthy);
     }
 }

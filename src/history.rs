@@ -619,13 +619,20 @@ pub struct Outcome {
 /// The version and change a compared record makes. `fields` are the [`changed_fields`];
 /// `baseline` is true while the source has no successful listing yet (its first listing is
 /// its baseline: no changes at all).
+///
+/// Columns that differ while the record itself (without its volatile members) is the same
+/// are not news from upstream but a new reading of the same record (a parser fix, or a
+/// database upgraded from a release that did not fill some columns): a new version opens,
+/// silently, with no change row.
 pub fn outcome(previous: Previous, fields: &[&str], baseline: bool) -> Outcome {
+    let reread = !fields.is_empty() && !fields.contains(&DATA_FIELD);
     let (new_version, change) = match previous {
         Previous::None => (true, Some(ChangeKind::Added)),
         Previous::Current if fields.is_empty() => (false, None),
+        Previous::Current if reread => (true, None),
         Previous::Current => (true, Some(ChangeKind::Changed)),
         Previous::Closed(EndReason::Removed) => (true, Some(ChangeKind::Reappeared)),
-        Previous::Closed(_) if fields.is_empty() => (true, None),
+        Previous::Closed(_) if fields.is_empty() || reread => (true, None),
         Previous::Closed(_) => (true, Some(ChangeKind::Changed)),
     };
     Outcome {
@@ -975,7 +982,10 @@ mod tests {
 
     #[test]
     fn outcome_table() {
-        let changed: &[&str] = &["input_price_per_mtok"];
+        let changed: &[&str] = &["input_price_per_mtok", DATA_FIELD];
+        let data_only: &[&str] = &[DATA_FIELD];
+        // The same record read into other columns (a parser upgrade).
+        let reread: &[&str] = &["price_tiers", "status"];
         let none: &[&str] = &[];
         let cases = [
             (Previous::None, none, false, true, Some(ChangeKind::Added)),
@@ -983,6 +993,16 @@ mod tests {
             (Previous::Current, changed, false, true, Some(ChangeKind::Changed)),
             (Previous::Current, changed, true, true, None),
             (Previous::Current, none, false, false, None),
+            (Previous::Current, data_only, false, true, Some(ChangeKind::Changed)),
+            (Previous::Current, reread, false, true, None),
+            (
+                Previous::Closed(EndReason::Removed),
+                reread,
+                false,
+                true,
+                Some(ChangeKind::Reappeared),
+            ),
+            (Previous::Closed(EndReason::OutOfWindow), reread, false, true, None),
             (
                 Previous::Closed(EndReason::Removed),
                 none,

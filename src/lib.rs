@@ -2,6 +2,7 @@
 //! time-stamped snapshot of every sync in PostgreSQL. See ARCHITECTURE.md for the map.
 
 pub mod actors;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod faults;

@@ -223,6 +223,9 @@ pub struct Reject {
 pub struct ParsedPage {
     pub models: Vec<Model>,
     pub rejects: Vec<Reject>,
+    /// The distinct top-level keys of the records that became models, sorted: what the schema
+    /// drift alarm compares with the keys earlier syncs of the source stored.
+    pub fields: Vec<String>,
 }
 
 impl ParsedPage {

@@ -134,10 +134,17 @@ pub struct SourceReport {
     pub models_fetched: i64,
     pub models_stored: i64,
     pub models_rejected: i64,
+    /// Records identical to one already stored or quarantined in this sync (`None`: a sync
+    /// recorded before duplicates were counted). fetched = stored + rejected + duplicates.
+    pub models_duplicates: Option<i64>,
     pub http_requests: i64,
     pub bytes: i64,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// Top-level record keys no earlier sync of the source stored (the drift alarm); empty for
+    /// the source's first sync in this database (its baseline); `None` when not computed
+    /// (the source was skipped, or the sync is still running).
+    pub new_fields: Option<Vec<String>>,
 }
 
 impl SourceReport {
@@ -148,10 +155,12 @@ impl SourceReport {
             models_fetched: 0,
             models_stored: 0,
             models_rejected: 0,
+            models_duplicates: Some(0),
             http_requests: 0,
             bytes: 0,
             duration_ms: None,
             error: None,
+            new_fields: None,
         }
     }
 }
@@ -166,6 +175,8 @@ pub struct SyncReport {
     pub models_fetched: i64,
     pub models_stored: i64,
     pub models_rejected: i64,
+    /// See [`SourceReport::models_duplicates`].
+    pub models_duplicates: Option<i64>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
     pub sources: Vec<SourceReport>,
@@ -182,29 +193,45 @@ impl SyncReport {
             self.trigger
         );
         out.push_str(&format!(
-            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>9}  {}\n",
-            "source", "status", "fetched", "stored", "rejected", "time", "error"
+            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10} {:>9}  {}\n",
+            "source", "status", "fetched", "stored", "rejected", "duplicates", "time", "error"
         ));
+        let count = |value: Option<i64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
         for source in &self.sources {
             let time = source
                 .duration_ms
                 .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "{:<21} {:<8} {:>9} {:>9} {:>9} {:>9}  {}\n",
+                "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10} {:>9}  {}\n",
                 source.source,
                 source.status.as_str(),
                 source.models_fetched,
                 source.models_stored,
                 source.models_rejected,
+                count(source.models_duplicates),
                 time,
                 source.error.as_deref().unwrap_or("")
             ));
         }
         out.push_str(&format!(
-            "{:<21} {:<8} {:>9} {:>9} {:>9}\n",
-            "total", "", self.models_fetched, self.models_stored, self.models_rejected
+            "{:<21} {:<8} {:>9} {:>9} {:>9} {:>10}\n",
+            "total",
+            "",
+            self.models_fetched,
+            self.models_stored,
+            self.models_rejected,
+            count(self.models_duplicates)
         ));
+        for source in &self.sources {
+            if let Some(fields) = source.new_fields.as_ref().filter(|fields| !fields.is_empty()) {
+                out.push_str(&format!(
+                    "new record fields in {}: {}\n",
+                    source.source,
+                    fields.join(", ")
+                ));
+            }
+        }
         if let Some(error) = &self.error {
             out.push_str(&format!("error: {error}\n"));
         }

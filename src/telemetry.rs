@@ -35,11 +35,13 @@ pub const ACTOR_RESTARTS_TOTAL: &str = "model_lens_actor_restarts_total";
 pub const HEALTH_STATUS: &str = "model_lens_health_status";
 pub const HEALTH_CHECK_OK: &str = "model_lens_health_check_ok";
 pub const DATABASE_UP: &str = "model_lens_database_up";
+pub const SOURCE_NEW_FIELDS: &str = "model_lens_source_new_fields";
+pub const SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "model_lens_source_last_success_timestamp_seconds";
 pub const MODEL_CHANGES_TOTAL: &str = "model_lens_model_changes_total";
 pub const REMOVALS_HELD_TOTAL: &str = "model_lens_removals_held_total";
 
 /// Every metric name this process exports, for tests and for the dashboard check.
-pub const ALL_METRICS: [&str; 18] = [
+pub const ALL_METRICS: [&str; 20] = [
     SYNC_RUNS_TOTAL,
     SYNC_DURATION_SECONDS,
     LAST_SUCCESSFUL_SYNC_TIMESTAMP_SECONDS,
@@ -56,6 +58,8 @@ pub const ALL_METRICS: [&str; 18] = [
     HEALTH_STATUS,
     HEALTH_CHECK_OK,
     DATABASE_UP,
+    SOURCE_NEW_FIELDS,
+    SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS,
     MODEL_CHANGES_TOTAL,
     REMOVALS_HELD_TOTAL,
 ];
@@ -73,7 +77,7 @@ pub const RETRY_REASONS: [&str; 7] = [
     "status_5xx",
 ];
 /// Actor kinds as labels of `model_lens_actor_restarts_total`.
-pub const ACTOR_KINDS: [&str; 4] = ["fetcher", "transformer", "writer", "health"];
+pub const ACTOR_KINDS: [&str; 3] = ["fetcher", "transformer", "writer"];
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -148,6 +152,15 @@ fn describe_and_initialize() {
     describe_gauge!(HEALTH_STATUS, "0 healthy, 1 warning, 2 critical.");
     describe_gauge!(HEALTH_CHECK_OK, "1 when a health check passes.");
     describe_gauge!(DATABASE_UP, "1 when PostgreSQL answered the last probe.");
+    describe_gauge!(
+        SOURCE_NEW_FIELDS,
+        "Top-level record keys the source's last finished sync stored for the first time (schema drift)."
+    );
+    describe_gauge!(
+        SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time of the end of the last sync in which the source succeeded."
+    );
     describe_counter!(
         MODEL_CHANGES_TOTAL,
         "Changes recorded in model_changes (added, removed, changed, reappeared)."
@@ -247,6 +260,17 @@ pub fn health_evaluated(status: u8, checks: &[(&'static str, bool)]) {
 
 pub fn database_up(up: bool) {
     gauge!(DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// The drift alarm of a finished source: how many record keys its sync stored first.
+pub fn source_new_fields(source: Source, count: usize) {
+    gauge!(SOURCE_NEW_FIELDS, "source" => source.as_str()).set(count as f64);
+}
+
+/// A source succeeded in a sync that ended at this Unix time (also set at start from the
+/// database, so a restart keeps the gauge).
+pub fn source_succeeded(source: Source, unix_seconds: f64) {
+    gauge!(SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS, "source" => source.as_str()).set(unix_seconds);
 }
 
 /// Changes committed to `model_changes`.

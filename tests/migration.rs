@@ -1,5 +1,5 @@
-//! The upgrade to history (sql/0006_history.sql) on a database filled by the previous release:
-//! several syncs written with the old write path (one model_snapshots row per model per sync),
+//! The upgrade to history (sql/0006_history.sql) on a database filled by the previous release
+//! (main at 11f856c, schema version 5): several syncs written with the old write path (one model_snapshots row per model per sync),
 //! with content changes, volatile-only moves, a model removed and back, a failed source with
 //! partial rows, skipped sources, a Hugging Face window and an interrupted sync. After the
 //! migration every sync reads back through the model_snapshots view: identically for every
@@ -10,11 +10,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::legacy::write_snapshot_rows;
+use common::legacy::{finish_sync, mark_orphans_interrupted, write_snapshot_rows};
 use common::{read_fixture, BinaryEnv, FixtureServer, TestDb};
 use model_lens_sync::config::DatabaseConfig;
 use model_lens_sync::model::{Model, Source};
-use model_lens_sync::report::{SourceReport, SourceStatus, Trigger};
+use model_lens_sync::report::{SourceStatus, Trigger};
 use model_lens_sync::sources::parse_payload;
 use model_lens_sync::store::{connect_pool, migrations, syncs, Database};
 use serde_json::Value;
@@ -45,6 +45,20 @@ fn aa(records_changed: bool) -> Vec<Model> {
     parse(Source::ArtificialAnalysis, &serde_json::to_vec(&document).unwrap())
 }
 
+/// The models as a parser that did not read `price_tiers`, `status` and `expires_on` stored them.
+fn without_newer_columns(models: &[Model]) -> Vec<Model> {
+    models
+        .iter()
+        .cloned()
+        .map(|mut model| {
+            model.price_tiers = None;
+            model.status = None;
+            model.expires_on = None;
+            model
+        })
+        .collect()
+}
+
 /// One old sync: what each source stored, and how it ended.
 struct OldSync {
     sources: Vec<(Source, SourceStatus, Vec<Model>)>,
@@ -64,22 +78,25 @@ async fn write_old_sync(database: &Database, client: &mut tokio_postgres::Client
             (*source, planned, None)
         })
         .collect();
-    let (sync_id, started_at) = syncs::create_sync(database, Trigger::Cli, &plan).await.unwrap();
-    for (source, status, models) in &sync.sources {
-        if !models.is_empty() {
-            write_snapshot_rows(client, sync_id, started_at, models).await;
+    let owner_token = syncs::SyncFence::new_token();
+    let (sync_id, started_at) = syncs::create_sync(database, Trigger::Cli, &plan, &owner_token)
+        .await
+        .unwrap();
+    for (_, _, models) in &sync.sources {
+        // Two pages when there is enough, as the old writer committed them.
+        for page in models.chunks(models.len().div_ceil(2).max(1)) {
+            write_snapshot_rows(client, sync_id, started_at, page).await;
         }
-        if sync.interrupted || *status == SourceStatus::Skipped {
-            continue;
-        }
-        let mut report = SourceReport::new(*source, *status);
-        report.models_fetched = models.len() as i64;
-        report.models_stored = models.len() as i64;
-        syncs::finish_source(database, sync_id, &report).await.unwrap();
     }
     if !sync.interrupted {
+        let ended: Vec<(&str, &str)> = sync
+            .sources
+            .iter()
+            .filter(|(_, status, _)| *status != SourceStatus::Skipped)
+            .map(|(source, status, _)| (source.as_str(), status.as_str()))
+            .collect();
         let status = model_lens_sync::report::SyncStatus::from_sources(sync.sources.iter().map(|(_, s, _)| *s));
-        syncs::finish_sync(database, sync_id, status, None).await.unwrap();
+        finish_sync(client, sync_id, &ended, status.as_str()).await;
     }
     sync_id
 }
@@ -147,7 +164,7 @@ fn expected_rows(old: &Rows, statuses: &BTreeMap<(i64, String), String>, started
 async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
     let db = TestDb::create().await;
     let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
-    migrations::migrate_to(&database, 3).await.unwrap();
+    migrations::migrate_up_to(&database, 5).await.unwrap();
     let mut client = db.client().await;
 
     let models_dev_old = parse(Source::ModelsDev, &read_fixture("modelsdev_api_2025-11.json"));
@@ -208,10 +225,12 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
             ],
             interrupted: false,
         },
+        // Rows of a release whose parsers did not read tiers, statuses or expiry dates yet
+        // (the database went through it): the same records, fewer columns.
         OldSync {
             sources: vec![
-                (Source::ModelsDev, Success, models_dev_new.clone()),
-                (Source::OpenRouter, Success, openrouter.clone()),
+                (Source::ModelsDev, Success, without_newer_columns(&models_dev_new)),
+                (Source::OpenRouter, Success, without_newer_columns(&openrouter)),
                 (Source::HuggingFace, Success, hf(&hf_back)),
                 (Source::ArtificialAnalysis, Skipped, Vec::new()),
             ],
@@ -232,9 +251,7 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
     for old_sync in old_syncs {
         write_old_sync(&database, &mut client, old_sync).await;
     }
-    let lock = syncs::SyncLock::try_acquire(&database).await.unwrap().unwrap();
-    assert_eq!(syncs::mark_orphans_interrupted(&database, &lock).await.unwrap(), [5]);
-    lock.release().await;
+    assert_eq!(mark_orphans_interrupted(&client).await, [5]);
 
     let before = all_rows(&client).await;
     let statuses: BTreeMap<(i64, String), String> = client
@@ -299,6 +316,14 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
 
     // The binary syncs on top: models.dev and OpenRouter serve what the latest old sync held,
     // so nothing changed (the converted versions are compared by content once and hashed).
+    // The models whose records this release reads into more columns get a new version
+    // silently: an upgrade writes no change row.
+    let reread: i64 = [&models_dev_new, &openrouter]
+        .iter()
+        .flat_map(|models| models.iter())
+        .filter(|model| model.price_tiers.is_some() || model.status.is_some() || model.expires_on.is_some())
+        .count() as i64;
+    assert!(reread > 0, "the fixtures have tiers, statuses or expiry dates");
     let server = FixtureServer::start().await;
     let env = BinaryEnv::new(&db, &server)
         .source("huggingface", "enabled", "false")
@@ -306,6 +331,20 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(db.count("SELECT count(*) FROM model_changes").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_versions WHERE valid_from_sync = 6")
+            .await,
+        reread,
+        "a silent version for each model read into more columns, none for the others"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM model_versions WHERE valid_to_sync = 6 AND end_reason = 'replaced'
+                AND source IN ('models_dev', 'openrouter')"
+        )
+        .await,
+        reread
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM model_keys WHERE source IN ('models_dev', 'openrouter') AND closed_as IS NULL AND content_hash IS NULL")
             .await,
@@ -325,7 +364,7 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(db.count("SELECT count(*) FROM model_changes").await, 0);
     assert_eq!(
-        db.count("SELECT count(*) FROM model_versions WHERE valid_from_sync >= 6")
+        db.count("SELECT count(*) FROM model_versions WHERE valid_from_sync >= 7")
             .await,
         0
     );

@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
+use common::worker::free_port;
+use common::{fixture_records, BinaryEnv, FixtureServer, ScriptedServer, TestDb};
 use model_lens_sync::telemetry::{
     ALL_METRICS, SOURCE_FETCH_DURATION_SECONDS, SYNC_DURATION_SECONDS, WRITER_BATCH_DURATION_SECONDS, WRITER_BATCH_ROWS,
 };
@@ -45,17 +45,8 @@ impl Worker {
     /// Starts `serve` without waiting for anything.
     fn spawn(env: &BinaryEnv) -> Worker {
         let port = free_port();
-        let env = env.clone().set("MODEL_LENS_HTTP__LISTEN", &format!("127.0.0.1:{port}"));
-        let log_dir = tempfile::tempdir().expect("a temporary directory");
-        let log_path = log_dir.path().join("serve.log");
-        let log = std::fs::File::create(&log_path).expect("create the worker's log file");
-        let child = env
-            .command(&["serve"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
+        let (child, log_path, log_dir) =
+            common::worker::spawn_serve(env, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .no_proxy()
@@ -72,26 +63,8 @@ impl Worker {
 
     /// Polls `path` until it answers 200; fails if the process exits or time runs out.
     async fn wait_for(&mut self, path: &str) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the worker") {
-                panic!("serve exited ({status}) before {path} answered 200");
-            }
-            let answer = self
-                .http
-                .get(self.url(path))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} did not answer 200 within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = self.url(path);
+        common::worker::wait_until_ok(&mut self.child, &url, READY_TIMEOUT).await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -191,10 +164,15 @@ impl Drop for Worker {
     }
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("a local address").port()
+const OPENROUTER_PATH: &str = "/api/v1/models";
+
+/// OpenRouter's recorded listing on a scripted server, held until the test releases it: a sync
+/// stays running exactly as long as the test needs.
+async fn held_openrouter() -> ScriptedServer {
+    let scripted = ScriptedServer::start().await;
+    scripted.pages(OPENROUTER_PATH, vec![common::read_fixture("openrouter_models.json")]);
+    scripted.hold_from(OPENROUTER_PATH, 0);
+    scripted
 }
 
 /// The environment every worker test starts from: no schedule (a test must not meet 02:00 UTC).
@@ -334,6 +312,14 @@ async fn admin_api_needs_the_token_and_a_forced_sync_shows_in_history_and_metric
         (now - last_success).abs() < 120.0,
         "{last_success} is not about now ({now})"
     );
+    for source in SOURCES {
+        let series = format!(r#"model_lens_source_last_success_timestamp_seconds{{source="{source}"}}"#);
+        let source_success = sample(&metrics, &series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!((source_success - last_success).abs() < 5.0, "{series} {source_success}");
+        // The first sync of a source is the drift alarm's baseline: no new fields.
+        let new_fields = format!(r#"model_lens_source_new_fields{{source="{source}"}}"#);
+        assert_eq!(sample(&metrics, &new_fields), Some(0.0), "{metrics}");
+    }
 
     // `trigger` reads ADMIN_TOKEN like the worker does.
     let url = worker.base_url.clone();
@@ -350,11 +336,54 @@ async fn admin_api_needs_the_token_and_a_forced_sync_shows_in_history_and_metric
 }
 
 #[tokio::test]
+async fn a_restarted_worker_exports_each_source_s_last_success_and_new_fields_from_the_database() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let env = worker_env(&db, &server);
+    // One sync in which Hugging Face failed; the others succeeded.
+    let partial = env
+        .clone()
+        .source("huggingface", "base_url", &server.base_url("status404"))
+        .run(&["sync"])
+        .await;
+    assert_eq!(partial.code, 1, "{partial:?}");
+    let finished: f64 = db
+        .scalar("SELECT extract(epoch FROM finished_at)::float8 FROM model_syncs WHERE id = 1")
+        .await;
+
+    let worker = Worker::start(&env).await;
+    let metrics = worker.metrics().await;
+    for source in ["models_dev", "openrouter", "artificial_analysis"] {
+        let series = format!(r#"model_lens_source_last_success_timestamp_seconds{{source="{source}"}}"#);
+        let value = sample(&metrics, &series).unwrap_or_else(|| panic!("no {series}:\n{metrics}"));
+        assert!(
+            (value - finished).abs() < 0.01,
+            "{series} is {value}, the sync finished at {finished}"
+        );
+        let new_fields = format!(r#"model_lens_source_new_fields{{source="{source}"}}"#);
+        assert_eq!(sample(&metrics, &new_fields), Some(0.0), "{metrics}");
+    }
+    // Hugging Face never succeeded: no timestamp to offer, and health names it.
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"model_lens_source_last_success_timestamp_seconds{source="huggingface"}"#
+        ),
+        None,
+        "{metrics}"
+    );
+    let (status, body) = worker.get("/api/health", None).await;
+    assert_eq!(status, 503, "no sync succeeded as a whole yet: {body}");
+    assert!(body.contains("huggingface never succeeded"), "{body}");
+}
+
+#[tokio::test]
 async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    // OpenRouter answers after 3 s, so the sync is still running while we knock again.
-    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    // OpenRouter is held, so the sync is still running while we knock again.
+    let openrouter = held_openrouter().await;
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &openrouter.base_url());
     let worker = Worker::start(&env).await;
 
     let sync_id = worker.start_sync(None).await;
@@ -370,6 +399,7 @@ async fn one_sync_at_a_time_a_second_request_gets_409_with_the_running_id() {
     let busy = env.run(&["trigger", "--url", &url]).await;
     assert_eq!(busy.code, 1, "trigger while a sync runs: {busy:?}");
 
+    openrouter.release_all(OPENROUTER_PATH);
     let sync = worker.finished_sync(sync_id, None).await;
     assert_eq!(sync["status"], "success", "{sync}");
     assert_eq!(
@@ -462,25 +492,32 @@ async fn health_command_exit_codes_follow_the_thresholds() {
     assert_eq!(json(&unreachable.stdout)["status"], "critical", "{unreachable:?}");
 }
 
-/// Starts a worker whose OpenRouter answers after 3 s, forces a sync, sends SIGTERM at once and
-/// expects a clean exit (0) within the grace period plus 10 s. Returns the database and sync id.
-async fn sigterm_during_a_slow_sync(grace_secs: u64) -> (TestDb, i64) {
+/// Starts a worker whose OpenRouter is held, forces a sync, sends SIGTERM at once (releasing
+/// OpenRouter then if `release` is set) and expects a clean exit (0) within the grace period
+/// plus 10 s. Returns the database and sync id.
+async fn sigterm_during_a_held_sync(grace_secs: u64, release: bool) -> (TestDb, i64) {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
+    let openrouter = held_openrouter().await;
     let env = worker_env(&db, &server)
         .set("MODEL_LENS_HTTP__SHUTDOWN_GRACE_SECS", &grace_secs.to_string())
-        .source("openrouter", "base_url", &server.base_url("slow"));
+        .source("openrouter", "base_url", &openrouter.base_url());
     let mut worker = Worker::start(&env).await;
     let sync_id = worker.start_sync(None).await;
+    openrouter.wait_for_request(OPENROUTER_PATH, 0).await;
     worker.signal(Signal::SIGTERM);
+    if release {
+        openrouter.release_all(OPENROUTER_PATH);
+    }
     let code = worker.exit_code_within(Duration::from_secs(grace_secs + 10)).await;
     assert_eq!(code, 0, "a clean stop");
+    openrouter.release_all(OPENROUTER_PATH);
     (db, sync_id)
 }
 
 #[tokio::test]
 async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_exits_0() {
-    let (db, sync_id) = sigterm_during_a_slow_sync(1).await;
+    let (db, sync_id) = sigterm_during_a_held_sync(1, false).await;
 
     let status = db
         .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
@@ -503,7 +540,7 @@ async fn sigterm_after_the_grace_period_marks_the_running_sync_interrupted_and_e
 
 #[tokio::test]
 async fn sigterm_within_the_grace_period_lets_the_running_sync_finish() {
-    let (db, sync_id) = sigterm_during_a_slow_sync(20).await;
+    let (db, sync_id) = sigterm_during_a_held_sync(20, true).await;
 
     let status = db
         .text(&format!("SELECT status FROM model_syncs WHERE id = {sync_id}"))
@@ -705,7 +742,8 @@ async fn every_metric_named_by_a_dashboard_or_alert_is_exported_after_a_sync() {
 async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    let env = worker_env(&db, &server).source("openrouter", "base_url", &server.base_url("slow"));
+    let openrouter = held_openrouter().await;
+    let env = worker_env(&db, &server).source("openrouter", "base_url", &openrouter.base_url());
     let first = Worker::start(&env).await;
     let second = Worker::start(&env).await;
 
@@ -716,6 +754,7 @@ async fn two_replicas_on_one_database_never_sync_at_the_same_time() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["sync_id"], sync_id, "{body}");
 
+    openrouter.release_all(OPENROUTER_PATH);
     let finished = first.finished_sync(sync_id, None).await;
     assert_eq!(finished["status"], "success", "{finished}");
     assert_eq!(db.count("SELECT count(*) FROM model_syncs").await, 1);
@@ -891,4 +930,89 @@ async fn the_changes_feed_pages_by_cursor_and_the_history_api_answers_one_model(
         assert!(sample(&metrics, &series).is_some(), "{series} in:\n{metrics}");
     }
     assert!(sample(&metrics, "model_lens_removals_held_total{source=\"huggingface\"}").is_some());
+}
+
+#[tokio::test]
+async fn a_dead_supervisor_or_health_monitor_makes_serve_exit_with_a_failure() {
+    let server = FixtureServer::start().await;
+    for fault in ["supervisor_force_sync", "health_evaluate=3"] {
+        let db = TestDb::create().await;
+        let env = worker_env(&db, &server)
+            .set("MODEL_LENS_FAULTS", fault)
+            .set("MODEL_LENS_HEALTH__INTERVAL_SECS", "1");
+        let mut worker = Worker::spawn(&env);
+        if fault.starts_with("supervisor") {
+            worker.wait_for("/readyz").await;
+            let (status, body) = worker.force_sync(None).await;
+            assert_eq!(status, 503, "{fault}: {body}");
+        }
+        // A worker without its supervisor or health monitor would answer its probes and drop
+        // every trigger: it exits with a failure so that its service manager restarts it.
+        let code = worker.exit_code_within(Duration::from_secs(60)).await;
+        assert_ne!(code, 0, "{fault}: {}", worker.log());
+        assert!(worker.log().contains("injected fault"), "{fault}: {}", worker.log());
+    }
+}
+
+#[tokio::test]
+async fn the_health_report_is_evaluated_once_per_interval_not_once_per_request() {
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let env = worker_env(&db, &server)
+        .set("MODEL_LENS_HEALTH__INTERVAL_SECS", "3600")
+        .set("MODEL_LENS_LOGGING__DIR", logs.path().to_str().unwrap());
+    let mut worker = Worker::start(&env).await;
+    for _ in 0..5 {
+        let (status, body) = worker.get("/api/health", None).await;
+        assert_eq!(status, 503, "no sync yet: {body}");
+    }
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(worker.exit_code_within(Duration::from_secs(30)).await, 0);
+    let health_log = std::fs::read_to_string(logs.path().join("health.log")).expect("logs/health.log");
+    let warnings = health_log
+        .lines()
+        .filter(|line| line.contains("health check failing") && line.contains("has_successful_sync"))
+        .count();
+    assert_eq!(warnings, 1, "one evaluation, one warning:\n{health_log}");
+}
+
+#[tokio::test]
+async fn a_migration_cut_by_a_transient_error_is_retried_while_serve_waits_not_ready() {
+    use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::store::{connect_pool, migrations};
+
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
+    migrations::migrate_up_to(&database, 3).await.unwrap();
+    // Migration 0005 alters model_syncs; a reader holding the table makes it wait until the
+    // statement timeout cancels it (SQLSTATE 57014: transient, like a dropped connection).
+    let reader = db.client().await;
+    reader
+        .batch_execute("BEGIN; LOCK TABLE model_syncs IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let env = worker_env(&db, &server).set("MODEL_LENS_DATABASE__STATEMENT_TIMEOUT_SECS", "1");
+    let mut worker = Worker::spawn(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !worker.log().contains("not ready, retrying") {
+        if let Some(status) = worker.child.try_wait().expect("poll the worker") {
+            panic!(
+                "serve gave up on a transient migration error ({status}):\n{}",
+                worker.log()
+            );
+        }
+        assert!(Instant::now() < deadline, "no retry logged:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.wait_for("/healthz").await;
+    let (status, body) = worker.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    reader.batch_execute("COMMIT").await.unwrap();
+    worker.wait_for("/readyz").await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_lens_migrations").await,
+        migrations::MIGRATIONS.len() as i64
+    );
 }

@@ -3,9 +3,13 @@
 
 mod common;
 
-use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
+use common::capture::Running;
+use common::{
+    fixture_records, huggingface_items, lock_holder, wait_until, BinaryEnv, FixtureServer, ScriptedServer, TestDb,
+};
 
 const SOURCES: [&str; 4] = ["models_dev", "openrouter", "huggingface", "artificial_analysis"];
+const HF_PATH: &str = "/api/models";
 
 async fn rows(db: &TestDb, sync_id: i64, source: &str) -> i64 {
     db.count(&format!(
@@ -272,6 +276,87 @@ async fn a_sync_left_running_by_a_killed_process_becomes_interrupted() {
 }
 
 #[tokio::test]
+async fn the_fencing_migration_upgrades_a_database_that_holds_syncs_and_loses_nothing() {
+    use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::store::{connect_pool, migrations};
+
+    let db = TestDb::create().await;
+    let server = FixtureServer::start().await;
+    let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
+    migrations::migrate_up_to(&database, 3).await.unwrap();
+    // A database as the previous version left it: a finished sync with a snapshot row and a
+    // reject, and a sync left running by a killed process.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO model_syncs (trigger, status, models_fetched, models_stored, models_rejected)
+                  VALUES ('cli', 'success', 2, 1, 1), ('cli', 'running', 0, 0, 0);
+             INSERT INTO model_sync_sources (sync_id, source, status, models_fetched, models_stored, models_rejected)
+                  VALUES (1, 'openrouter', 'success', 2, 1, 1), (2, 'openrouter', 'running', 0, 0, 0);
+             INSERT INTO model_snapshots (sync_id, source, provider, model_id, data, content_hash)
+                  VALUES (1, 'openrouter', 'acme', 'a', '{\"id\": \"acme/a\"}', '\\x00');
+             INSERT INTO model_rejects (sync_id, source, reason, raw, raw_hash)
+                  VALUES (1, 'openrouter', 'missing_id', '{}', '\\x01');",
+        )
+        .await
+        .unwrap();
+    let env = BinaryEnv::new(&db, &server);
+    let migrated = env.run(&["migrate"]).await;
+    assert_eq!(migrated.code, 0, "{migrated:?}");
+    assert!(
+        migrated.stdout.contains("0005_sync_fencing_and_pages.sql"),
+        "{migrated:?}"
+    );
+    let old = db
+        .client()
+        .await
+        .query_one(
+            "SELECT s.status, s.models_fetched, s.models_stored, s.models_rejected, s.models_duplicates,
+                    s.owner_token, (SELECT count(*) FROM model_snapshots WHERE sync_id = 1),
+                    (SELECT count(*) FROM model_rejects)
+               FROM model_syncs s WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let old: (String, i64, i64, i64, Option<i64>, Option<String>, i64, i64) = (
+        old.get(0),
+        old.get(1),
+        old.get(2),
+        old.get(3),
+        old.get(4),
+        old.get(5),
+        old.get(6),
+        old.get(7),
+    );
+    assert_eq!(
+        old,
+        ("success".into(), 2, 1, 1, None, None, 1, 1),
+        "nothing lost, nothing invented"
+    );
+    // The new version works on it: the orphan is recovered, a sync counts its duplicates.
+    let run = env.run(&["sync"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        db.text("SELECT status FROM model_syncs WHERE id = 2").await,
+        "interrupted"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_syncs WHERE id = 3 AND status = 'success' AND models_duplicates = 0 AND owner_token IS NOT NULL")
+            .await,
+        1
+    );
+    let history = env.run(&["syncs", "--json"]).await;
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(history[2]["id"], 1);
+    assert_eq!(
+        history[2]["models_duplicates"],
+        serde_json::Value::Null,
+        "not counted then"
+    );
+}
+
+#[tokio::test]
 async fn help_is_available_for_every_command() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
@@ -291,29 +376,23 @@ async fn help_is_available_for_every_command() {
     }
 }
 
-async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
-    while db.try_count(sql).await.unwrap_or(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {sql}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_start_recovers() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
-    let slow = BinaryEnv::new(&db, &server)
-        .source("huggingface", "base_url", &server.base_url("slow"))
-        .source("huggingface", "page_size", "1000");
-    let mut child = slow.command(&["sync"]).spawn().unwrap();
-    // Wait until some batches are committed while Hugging Face is still paging slowly.
+    let scripted = ScriptedServer::start().await;
+    scripted.json_pages(HF_PATH, &huggingface_items(), 1000);
+    scripted.hold_from(HF_PATH, 1);
+    let held = BinaryEnv::new(&db, &server).source("huggingface", "base_url", &scripted.base_url());
+    let mut child = held.command(&["sync"]).spawn().unwrap();
+    // Some batches are committed while Hugging Face waits for its second page.
     wait_until(
         &db,
         "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
-        30,
+        60,
     )
     .await;
+    scripted.wait_for_request(HF_PATH, 1).await;
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
     assert!(!status.success());
@@ -346,8 +425,9 @@ async fn postgres_restarted_in_the_middle_of_a_sync_loses_nothing() {
     }
 }
 
-/// Stops the database (fast, or immediate as in a crash) while Hugging Face pages arrive
-/// slowly, keeps it down for 4 s, starts it again, and expects every row.
+/// Stops the database (fast, or immediate as in a crash) while Hugging Face waits for its
+/// second page, lets that page arrive during the outage, starts the database again once the
+/// writer has failed to write it, and expects every row.
 async fn restart_postgres_during_a_sync(immediate: bool) {
     use model_lens_sync::store::embedded::EmbeddedPostgres;
     let dir = std::env::temp_dir()
@@ -359,35 +439,32 @@ async fn restart_postgres_during_a_sync(immediate: bool) {
         name: "postgres".into(),
     };
     let server = FixtureServer::start().await;
+    let scripted = ScriptedServer::start().await;
+    scripted.json_pages(HF_PATH, &huggingface_items(), 1000);
+    scripted.hold_from(HF_PATH, 1);
     let env = BinaryEnv::new(&db, &server)
-        .source("huggingface", "base_url", &server.base_url("slow"))
-        .source("huggingface", "page_size", "1000")
+        .source("huggingface", "base_url", &scripted.base_url())
         .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "200");
-    let child = env.command(&["sync"]).output();
-    let outage = async {
-        wait_until(
-            &db,
-            "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
-            30,
-        )
-        .await;
-        if immediate {
-            cluster.stop_immediately().await;
-        } else {
-            cluster.stop().await;
-        }
-        // Long enough that the first slow Hugging Face page (3 s) arrives during the outage.
-        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-        EmbeddedPostgres::start(&dir, None).await.expect("the cluster restarts")
-    };
-    let (output, restarted) = tokio::join!(child, outage);
-    let run = common::RunOutput::from(output.unwrap());
+    let mut child = Running::start(&env, &["sync"]);
+    wait_until(
+        &db,
+        "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
+        60,
+    )
+    .await;
+    scripted.wait_for_request(HF_PATH, 1).await;
+    if immediate {
+        cluster.stop_immediately().await;
+    } else {
+        cluster.stop().await;
+    }
+    scripted.release_until(HF_PATH, 2);
+    child.wait_for_log("database write failed, retrying").await;
+    let restarted = EmbeddedPostgres::start(&dir, None).await.expect("the cluster restarts");
+    scripted.release_all(HF_PATH);
+    let run = child.finish().await;
     let context = format!("immediate = {immediate}: {run:?}");
     assert_eq!(run.code, 0, "{context}");
-    assert!(
-        run.stderr.contains("batch write failed, retrying"),
-        "the outage was not seen: {context}"
-    );
     assert_exact_and_unique(&db, 1, &context).await;
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "success");
     restarted.stop().await;
@@ -395,31 +472,60 @@ async fn restart_postgres_during_a_sync(immediate: bool) {
 }
 
 #[tokio::test]
-async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantined() {
+async fn a_resent_page_changes_nothing_and_repeats_are_counted_or_quarantined() {
     use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::history::{self, Digest};
     use model_lens_sync::model::{Model, RejectReason, Source};
     use model_lens_sync::report::{SourceStatus, Trigger};
-    use model_lens_sync::store::{batch::write_batch, connect_pool, migrations, syncs};
+    use model_lens_sync::store::batch::{write_batch, PageData};
+    use model_lens_sync::store::history::{HistoryRules, SyncHistory};
+    use model_lens_sync::store::syncs::SyncFence;
+    use model_lens_sync::store::{connect_pool, migrations, syncs, StoreError};
 
     let db = TestDb::create().await;
     let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
     migrations::migrate(&database).await.unwrap();
     let plan = [(Source::OpenRouter, SourceStatus::Running, None)];
-    let (sync_id, synced_at) = syncs::create_sync(&database, Trigger::Cli, &plan).await.unwrap();
+    let owner_token = SyncFence::new_token();
+    let (sync_id, _) = syncs::create_sync(&database, Trigger::Cli, &plan, &owner_token)
+        .await
+        .unwrap();
+    let fence = SyncFence { sync_id, owner_token };
+    let history = SyncHistory::new(HistoryRules::default());
     let model = |id: &str, raw: &str| Model::new(Source::OpenRouter, "acme".into(), id.into(), raw.into());
+    fn page<'a>(page_no: u64, models: &'a [Model], digests: &'a [Digest]) -> PageData<'a> {
+        PageData {
+            source: Source::OpenRouter,
+            page_no,
+            models,
+            digests,
+            rejects: &[],
+            duplicates: 0,
+        }
+    }
+    let digests = |models: &[Model]| -> Vec<Digest> { models.iter().map(history::digest).collect() };
     let first = [model("a", r#"{"id":"acme/a"}"#), model("b", r#"{"id":"acme/b"}"#)];
-    let refs: Vec<&Model> = first.iter().collect();
 
-    let written = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
+    let written = write_batch(&database, &fence, &history, &[page(1, &first, &digests(&first))], &[])
+        .await
+        .unwrap();
     assert_eq!(written.stored.get(&Source::OpenRouter), Some(&2));
-    // The same batch again (a lost commit acknowledgement, a writer restart): nothing changes.
-    let resent = write_batch(&database, sync_id, synced_at, &refs, &[]).await.unwrap();
-    assert_eq!(resent.stored.get(&Source::OpenRouter), None);
-    assert!(resent.rejected.is_empty());
-    // The source listing "a" again with other content: quarantined, the stored row kept.
-    let conflicting = model("a", r#"{"id":"acme/a","changed":true}"#);
-    let fresh = model("c", r#"{"id":"acme/c"}"#);
-    let outcome = write_batch(&database, sync_id, synced_at, &[&conflicting, &fresh], &[])
+    // The same page again (a restart, a commit acknowledged late): skipped whole.
+    let resent = write_batch(&database, &fence, &history, &[page(1, &first, &digests(&first))], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (resent.skipped_pages, resent.stored.get(&Source::OpenRouter)),
+        (1, None)
+    );
+    assert!(resent.rejected.is_empty() && resent.duplicates.is_empty());
+    // Another page lists "a" with other content (quarantined), "b" identical (a duplicate).
+    let second = [
+        model("a", r#"{"id":"acme/a","changed":true}"#),
+        model("c", r#"{"id":"acme/c"}"#),
+        model("b", r#"{"id":"acme/b"}"#),
+    ];
+    let outcome = write_batch(&database, &fence, &history, &[page(2, &second, &digests(&second))], &[])
         .await
         .unwrap();
     assert_eq!(outcome.stored.get(&Source::OpenRouter), Some(&1));
@@ -427,6 +533,8 @@ async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantin
         outcome.rejected.get(&(Source::OpenRouter, RejectReason::DuplicateId)),
         Some(&1)
     );
+    assert_eq!(outcome.duplicates.get(&Source::OpenRouter), Some(&1));
+    assert_eq!(outcome.fetched.get(&Source::OpenRouter), Some(&3));
     assert_eq!(db.count("SELECT count(*) FROM model_snapshots").await, 3);
     assert_eq!(
         db.text("SELECT data::text FROM model_snapshots WHERE model_id = 'a'")
@@ -437,6 +545,22 @@ async fn a_resent_batch_changes_nothing_and_a_conflicting_duplicate_is_quarantin
         db.text("SELECT reason || ' ' || raw FROM model_rejects").await,
         r#"duplicate_id {"id": "acme/a", "changed": true}"#
     );
+    assert_eq!(
+        db.count("SELECT sum(records)::bigint FROM model_sync_pages").await,
+        5,
+        "every record of every page, once"
+    );
+    assert_eq!(db.count("SELECT models_duplicates FROM model_sync_sources").await, 1);
+    // Once the sync is no longer running under this owner, nothing more is written.
+    db.client()
+        .await
+        .batch_execute("UPDATE model_syncs SET status = 'interrupted'")
+        .await
+        .unwrap();
+    let third = [model("d", r#"{"id":"acme/d"}"#)];
+    let fenced = write_batch(&database, &fence, &history, &[page(3, &third, &digests(&third))], &[]).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced { .. })), "{fenced:?}");
+    assert_eq!(db.count("SELECT count(*) FROM model_snapshots").await, 3);
 }
 
 async fn assert_exact_and_unique(db: &TestDb, sync_id: i64, context: &str) {
@@ -506,36 +630,43 @@ async fn an_actor_that_keeps_crashing_fails_its_source_only() {
 }
 
 #[tokio::test]
-async fn backends_terminated_in_the_middle_of_a_sync_are_replaced_and_nothing_is_lost() {
+async fn backends_terminated_in_the_middle_of_a_sync_are_replaced_the_lock_retaken_and_nothing_is_lost() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
+    let scripted = ScriptedServer::start().await;
+    scripted.json_pages(HF_PATH, &huggingface_items(), 500);
+    scripted.hold_from(HF_PATH, 1);
     let env = BinaryEnv::new(&db, &server)
-        .source("huggingface", "base_url", &server.base_url("slow"))
-        .source("huggingface", "page_size", "1000")
+        .source("huggingface", "base_url", &scripted.base_url())
         .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "100");
-    let child = env.command(&["sync"]).output();
-    let fault = async {
-        wait_until(
-            &db,
-            "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
-            30,
-        )
-        .await;
-        // Kill every session of the sync (pooled connections and the lock's) twice, a page apart.
-        for _ in 0..2 {
-            let killed = db
-                .count(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
-                )
-                .await;
-            assert!(killed > 0, "there were sessions to terminate");
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        }
-    };
-    let (output, ()) = tokio::join!(child, fault);
-    let run = common::RunOutput::from(output.unwrap());
+    let mut child = Running::start(&env, &["sync"]);
+    wait_until(
+        &db,
+        "SELECT count(*) FROM model_snapshots WHERE source = 'openrouter'",
+        60,
+    )
+    .await;
+    // Twice, a page apart: kill every session of the sync, the pooled connections and the
+    // lock's. Each time the sync must take its lock back (and say so) before it goes on.
+    for (round, held_page) in [(1, 1), (2, 3)] {
+        scripted.wait_for_request(HF_PATH, held_page).await;
+        let holder = lock_holder(&db).await.expect("the running sync holds the lock");
+        let killed = db
+            .count(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            )
+            .await;
+        assert!(killed > 0, "there were sessions to terminate");
+        child.wait_for_log_count("took the sync lock back", round).await;
+        let now = lock_holder(&db).await.expect("the sync holds its lock again");
+        assert_ne!(now, holder, "a new session holds the lock");
+        scripted.release_until(HF_PATH, held_page + 2);
+    }
+    scripted.release_all(HF_PATH);
+    let run = child.finish().await;
     assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr.matches("took the sync lock back").count(), 2, "{run:?}");
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 1").await, "success");
     assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
 }
@@ -554,18 +685,12 @@ async fn a_table_lock_held_longer_than_the_statement_timeout_delays_the_sync_but
         .batch_execute("BEGIN; LOCK TABLE model_versions IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let child = env.command(&["sync"]).output();
-    let release = async {
-        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-        holder.batch_execute("COMMIT").await.unwrap();
-    };
-    let (output, ()) = tokio::join!(child, release);
-    let run = common::RunOutput::from(output.unwrap());
+    let mut child = Running::start(&env, &["sync"]);
+    // Held until a batch has been cancelled by the statement timeout and retried.
+    child.wait_for_log("database write failed, retrying").await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let run = child.finish().await;
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stderr.contains("batch write failed, retrying"),
-        "the lock was not felt: {run:?}"
-    );
     assert_exact_and_unique(&db, 1, &format!("{run:?}")).await;
 }
 

@@ -1,6 +1,9 @@
 //! The health actor: every `health.interval_secs` it runs the checks against the database,
 //! publishes `model_lens_health_status`, `model_lens_health_check_ok{check}` and
-//! `model_lens_database_up`, and keeps the last report for `GET /api/health`.
+//! `model_lens_database_up`, and keeps the last report for `GET /api/health`. A probe gets the
+//! kept report: probes never cost queries or repeat the warnings. `serve` asks for a fresh
+//! evaluation when a sync finishes (`Refresh`), so the report never says "no successful sync"
+//! right after one.
 
 use std::time::Duration;
 
@@ -13,8 +16,12 @@ use crate::telemetry;
 pub struct HealthMonitor;
 
 pub enum HealthMsg {
+    /// The periodic evaluation (re-armed after each run). `serve` sends the first one once the
+    /// database is migrated.
     Evaluate,
-    /// A report evaluated now (which also refreshes the gauges).
+    /// Evaluate now, outside the schedule (a sync finished).
+    Refresh,
+    /// The latest report (evaluated now only if there is none yet).
     GetReport(RpcReplyPort<HealthReport>),
 }
 
@@ -30,10 +37,9 @@ impl Actor for HealthMonitor {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<HealthMsg>,
+        _myself: ActorRef<HealthMsg>,
         services: Services,
     ) -> Result<HealthState, ActorProcessingErr> {
-        myself.cast(HealthMsg::Evaluate)?;
         Ok(HealthState { services, latest: None })
     }
 
@@ -50,10 +56,11 @@ impl Actor for HealthMonitor {
                 let interval = Duration::from_secs(state.services.config.health.interval_secs.max(1));
                 myself.send_after(interval, || HealthMsg::Evaluate);
             }
+            HealthMsg::Refresh => evaluate(state).await,
             HealthMsg::GetReport(reply) => {
-                // Fresh for whoever asks (two small queries): a report cached for the whole
-                // interval would still say "no successful sync" right after one.
-                evaluate(state).await;
+                if state.latest.is_none() {
+                    evaluate(state).await;
+                }
                 if let Some(report) = &state.latest {
                     let _ = reply.send(report.clone());
                 }
@@ -64,7 +71,13 @@ impl Actor for HealthMonitor {
 }
 
 async fn evaluate(state: &mut HealthState) {
-    let report = health::check(&state.services.database, &state.services.config.health).await;
+    crate::faults::maybe_panic("health_evaluate");
+    let report = health::check(
+        &state.services.database,
+        &state.services.config.health,
+        &state.services.config.sources.enabled(),
+    )
+    .await;
     let database_up = report.checks.iter().any(|check| check.name == "database" && check.ok);
     telemetry::database_up(database_up);
     telemetry::health_evaluated(report.status.code(), &report.check_flags());

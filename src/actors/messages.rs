@@ -7,6 +7,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::history::Digest;
 use crate::model::{Model, Reject, Source};
 use crate::report::{SyncReport, Trigger};
+use crate::sources::pagination::ListingCount;
 use crate::store::batch::BatchOutcome;
 
 /// Identifies one page of one source within one sync. `generation` counts the restarts of
@@ -19,13 +20,15 @@ pub struct PageKey {
     pub generation: u32,
 }
 
-/// Where a fetcher starts or resumes: the URL of page `page_no` and how many models were
-/// still wanted before it (`max_models`).
+/// Where a fetcher starts or resumes: the URL of page `page_no`, how many models were still
+/// wanted before it (`max_models`), and the records counted before it against the listing's
+/// stated total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchPosition {
     pub url: String,
     pub page_no: u64,
     pub remaining_models: Option<u64>,
+    pub listing: ListingCount,
 }
 
 /// Travels with a page from the fetcher to the writer. Holding it keeps one of the source's
@@ -62,6 +65,10 @@ pub struct PageRows {
     /// `history::digest` of each model, in the same order.
     pub digests: Vec<Digest>,
     pub rejects: Vec<Reject>,
+    /// The distinct top-level keys of the page's models (recorded for the drift alarm).
+    pub fields: Vec<String>,
+    /// Records dropped as identical repeats of another record of the page.
+    pub duplicates: u64,
     pub last: bool,
 }
 
@@ -78,6 +85,12 @@ pub enum SupervisorMsg {
         grace: std::time::Duration,
         reply: RpcReplyPort<()>,
     },
+    /// The lock was taken and the sync recorded (or not), off the supervisor's mailbox.
+    SyncStarted(Result<StartedSync, StartFailure>),
+    /// The sync's final status is written and its lock released.
+    SyncFinalized { report: SyncReport },
+    /// The sync lock's session ended and the lock could not be taken back.
+    LockLost { sync_id: i64, error: String },
     /// The grace period of a shutdown is over.
     InterruptNow { sync_id: i64 },
     /// The sync's overall deadline passed.
@@ -94,10 +107,8 @@ pub enum SupervisorMsg {
         sync_id: i64,
         source: Source,
         generation: u32,
-        http_requests: u64,
-        bytes: u64,
-        /// The listing was cut on purpose (`max_models` reached while the source had more):
-        /// what it did not reach was not removed upstream.
+        /// The listing was cut short on purpose (Hugging Face `max_models` reached while the
+        /// API had more): it is not the whole catalogue, so nothing it lacks was removed.
         truncated: bool,
     },
     /// A fetcher could not finish its source.
@@ -105,8 +116,6 @@ pub enum SupervisorMsg {
         sync_id: i64,
         source: Source,
         generation: u32,
-        http_requests: u64,
-        bytes: u64,
         error: String,
     },
     /// A page could not be parsed as a whole (the source fails; the page is settled).
@@ -114,7 +123,7 @@ pub enum SupervisorMsg {
     /// The writer committed these pages (their rows and rejects are durable).
     PagesCommitted {
         sync_id: i64,
-        pages: Vec<(PageKey, usize)>,
+        pages: Vec<PageKey>,
         outcome: BatchOutcome,
     },
     /// The writer gave up on these pages after its retries.
@@ -123,21 +132,39 @@ pub enum SupervisorMsg {
         pages: Vec<PageKey>,
         error: String,
     },
-    /// The writer flushed everything and will write nothing more for this sync.
-    WriterDrained { sync_id: i64 },
     /// Time to restart a source's fetcher and transformer (after the backoff).
     RestartSource {
         sync_id: i64,
         source: Source,
         generation: u32,
     },
-    /// A child actor died; handled as a message so that it is ordered after what the child
-    /// sent before dying.
+    /// Time to replace a crashed writer (after the backoff).
+    RestartWriter { sync_id: i64 },
+    /// A child actor stopped or died; handled as a message so that it is ordered after what
+    /// the child sent before.
     ChildExited {
         sync_id: i64,
         role: ChildRole,
         error: Option<String>,
     },
+}
+
+/// A sync that the start job recorded: its lock is held by `keeper`.
+pub struct StartedSync {
+    pub sync_id: i64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub owner_token: String,
+    pub keeper: crate::actors::lock_keeper::LockKeeper,
+    /// Which sources run, and why the others do not.
+    pub plan: Vec<(Source, crate::report::SourceStatus, Option<String>)>,
+}
+
+/// Why a sync did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// Another process holds the sync lock (with its running sync, if the database names one).
+    AlreadyRunning(Option<i64>),
+    Failed(String),
 }
 
 /// Which part of a sync a child actor is.
@@ -178,11 +205,6 @@ pub enum WriterMsg {
     Page(PageRows),
     /// Time to look at the age of the buffer.
     FlushTick,
-    /// Write what is buffered, then report `WriterDrained`.
-    Drain,
     /// Drop buffered and future pages of these sources (they were failed).
     Abandon(Vec<Source>),
 }
-
-/// Broadcast to whoever waits for syncs (the `sync` command, tests).
-pub type SyncFinished = SyncReport;

@@ -2,8 +2,13 @@
 //! the page-level rules (truncation to `max_models`, duplicates within the page), computes the
 //! records' history digests, and streams the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
 //! fails the source, never the process.
+//!
+//! A writer (or supervisor) that is gone is not this transformer's crash: the writer's own
+//! exit reaches the supervisor, which replaces it and restarts this source without charging
+//! the source's restart budget. The transformer just stops.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
@@ -35,7 +40,7 @@ impl Actor for Transformer {
 
     async fn handle(
         &self,
-        _myself: ActorRef<TransformerMsg>,
+        myself: ActorRef<TransformerMsg>,
         message: TransformerMsg,
         state: &mut TransformerArgs,
     ) -> Result<(), ActorProcessingErr> {
@@ -62,26 +67,33 @@ impl Actor for Transformer {
                     None => parse_payload(source, &body),
                 };
                 parsed.map(|mut parsed| {
-                    quarantine_duplicates(&mut parsed);
+                    let duplicates = quarantine_duplicates(&mut parsed);
                     let digests: Vec<Digest> = parsed.models.iter().map(history::digest).collect();
-                    (parsed, digests)
+                    (parsed, duplicates, digests)
                 })
             })
             .await;
             let error = match parsed {
-                Ok(Ok((parsed, digests))) => {
+                Ok(Ok((parsed, duplicates, digests))) => {
                     tracing::debug!(
                         models = parsed.models.len(),
                         rejects = parsed.rejects.len(),
+                        duplicates,
                         "page parsed"
                     );
-                    state.writer.cast(WriterMsg::Page(PageRows {
+                    let rows = WriterMsg::Page(PageRows {
                         ticket,
                         models: parsed.models,
                         digests,
                         rejects: parsed.rejects,
+                        fields: parsed.fields,
+                        duplicates,
                         last,
-                    }))?;
+                    });
+                    if state.writer.cast(rows).is_err() {
+                        tracing::warn!("the writer is gone; stopping until the supervisor restarts the source");
+                        myself.stop(Some("the writer is gone".into()));
+                    }
                     return Ok(());
                 }
                 Ok(Err(error)) => error.to_string(),
@@ -89,7 +101,9 @@ impl Actor for Transformer {
             };
             tracing::error!(%error, "page could not be parsed");
             drop(ticket);
-            state.supervisor.cast(SupervisorMsg::PageFailed { key, error })?;
+            if state.supervisor.cast(SupervisorMsg::PageFailed { key, error }).is_err() {
+                myself.stop(Some("the supervisor is gone".into()));
+            }
             Ok(())
         }
         .instrument(span)
@@ -97,32 +111,48 @@ impl Actor for Transformer {
     }
 }
 
-/// A key listed twice in one page: the first record wins, the others are quarantined (with
-/// their raw text) so nothing is silently lost and the batch never conflicts with itself.
+/// A key listed twice in one page: the first record wins. A later record identical to it (same
+/// raw text) is a duplicate, counted and dropped; one with other content is quarantined as
+/// `duplicate_id` with its raw text. Returns the duplicates. The same rules apply across pages
+/// (`store/batch.rs`), so a repeat is counted the same wherever it is.
 /// Keys are borrowed, not copied: this runs for every record of every page.
-fn quarantine_duplicates(page: &mut ParsedPage) {
-    let duplicates: Vec<usize> = {
-        let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(page.models.len());
+fn quarantine_duplicates(page: &mut ParsedPage) -> u64 {
+    // (index, identical to the first record of its key)
+    let repeats: Vec<(usize, bool)> = {
+        let mut first: HashMap<(&str, &str), &str> = HashMap::with_capacity(page.models.len());
         page.models
             .iter()
             .enumerate()
-            .filter(|(_, model)| !seen.insert((model.provider.as_str(), model.model_id.as_str())))
-            .map(|(index, _)| index)
+            .filter_map(
+                |(index, model)| match first.entry((model.provider.as_str(), model.model_id.as_str())) {
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(model.raw.as_str());
+                        None
+                    }
+                    Entry::Occupied(occupied) => Some((index, *occupied.get() == model.raw.as_str())),
+                },
+            )
             .collect()
     };
-    for index in duplicates.into_iter().rev() {
+    let mut duplicates = 0;
+    for (index, identical) in repeats.into_iter().rev() {
         let model = page.models.remove(index);
+        if identical {
+            duplicates += 1;
+            continue;
+        }
         page.rejects.push(Reject {
             source: model.source,
             reason: RejectReason::DuplicateId,
             detail: format!(
-                "{}/{} appears more than once in the same page",
+                "{}/{} appears more than once in the same page with other content",
                 model.provider, model.model_id
             ),
             model_id: Some(model.model_id),
             raw: model.raw,
         });
     }
+    duplicates
 }
 
 /// The first `max` items of a top-level JSON array, as a JSON array (the last page of a listing
@@ -164,13 +194,20 @@ mod tests {
     use crate::model::{Model, Source};
 
     #[test]
-    fn the_first_of_a_key_listed_twice_wins_and_the_others_are_quarantined() {
+    fn the_first_of_a_key_listed_twice_wins_identical_repeats_are_counted_others_quarantined() {
         let model = |id: &str, raw: &str| Model::new(Source::HuggingFace, "org".into(), id.into(), raw.into());
         let mut page = ParsedPage {
-            models: vec![model("a", "1"), model("b", "2"), model("a", "3"), model("a", "4")],
-            rejects: Vec::new(),
+            models: vec![
+                model("a", "1"),
+                model("b", "2"),
+                model("a", "3"),
+                model("a", "1"),
+                model("a", "4"),
+                model("b", "2"),
+            ],
+            ..ParsedPage::default()
         };
-        quarantine_duplicates(&mut page);
+        assert_eq!(quarantine_duplicates(&mut page), 2);
         let kept: Vec<&str> = page.models.iter().map(|m| m.raw.as_str()).collect();
         assert_eq!(kept, ["1", "2"]);
         let mut quarantined: Vec<&str> = page.rejects.iter().map(|r| r.raw.as_str()).collect();

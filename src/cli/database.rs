@@ -4,9 +4,9 @@
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::store::embedded::EmbeddedPostgres;
+use crate::store::embedded::{self, EmbeddedPostgres};
 use crate::store::syncs::SyncLock;
-use crate::store::{connect_pool, history, migrations, syncs, Database};
+use crate::store::{connect_pool, migrations, syncs, Database};
 
 pub struct DatabaseSession {
     pub database: Database,
@@ -26,9 +26,16 @@ impl DatabaseSession {
     /// Connects without migrating.
     pub async fn connect(config: &Config) -> anyhow::Result<DatabaseSession> {
         let (url, embedded) = if config.uses_embedded_database() {
-            let cluster = EmbeddedPostgres::start(config.embedded_dir(), config.database.postgres_bin_dir.as_deref())
+            let not_started = "DATABASE_URL is not set and the embedded PostgreSQL could not start";
+            let dir = if config.embedded_dir_is_default() {
+                embedded::default_cluster_dir(config.embedded_dir(), &config.database.embedded_fallback_dir)
+                    .context(not_started)?
+            } else {
+                config.embedded_dir().to_path_buf()
+            };
+            let cluster = EmbeddedPostgres::start(&dir, config.database.postgres_bin_dir.as_deref())
                 .await
-                .context("DATABASE_URL is not set and the embedded PostgreSQL could not start")?;
+                .context(not_started)?;
             (cluster.url(), Some(cluster))
         } else {
             (config.database.url.expose().to_string(), None)
@@ -42,10 +49,7 @@ impl DatabaseSession {
     pub async fn recover_interrupted_syncs(&self) -> anyhow::Result<()> {
         if let Some(lock) = SyncLock::try_acquire(&self.database).await? {
             let ids = syncs::mark_orphans_interrupted(&self.database, &lock).await;
-            // What interrupted syncs saw (model_sync_seen) is of no use; no sync runs now.
-            let forgotten = history::forget_seen(&self.database).await;
             lock.release().await;
-            forgotten?;
             let ids = ids?;
             if !ids.is_empty() {
                 tracing::warn!(?ids, "marked syncs left running by a stopped process as interrupted");

@@ -6,7 +6,7 @@ use crate::health;
 pub async fn run(config: Config, json: bool) -> anyhow::Result<i32> {
     let report = match DatabaseSession::connect(&config).await {
         Ok(session) => {
-            let report = health::check(&session.database, &config.health).await;
+            let report = health::check(&session.database, &config.health, &config.sources.enabled()).await;
             session.close().await;
             report
         }

@@ -1,8 +1,14 @@
-//! `serve`: the long-running worker. Order of start: HTTP (so /healthz answers at once) →
-//! database (retried with capped backoff while it is down; /readyz says so) → recovery of
-//! interrupted syncs → supervisor and health actor → schedule. Stop (SIGTERM/SIGINT): no new
-//! ticks, the running sync finishes or is marked interrupted within the grace period, HTTP
-//! drains, exit 0. SIGHUP forces a sync.
+//! `serve`: the long-running worker. Order of start: the database connection (the embedded
+//! cluster, if no `DATABASE_URL`) → supervisor and health monitor → HTTP (so /healthz answers;
+//! /readyz says 503 "starting") → migrations (retried with capped backoff while PostgreSQL is
+//! unreachable) → recovery of interrupted syncs → first health evaluation → ready → schedule.
+//! Stop (SIGTERM/SIGINT): no new ticks, the running sync finishes or is marked interrupted
+//! within the grace period, HTTP drains, exit 0. SIGHUP forces a sync.
+//!
+//! The supervisor and the health monitor have no supervisor above them, and ractor lets such
+//! an actor die silently: `serve` watches their tasks. If one ends, the worker reports not
+//! healthy and not ready, stops like on SIGTERM and exits 1, so that its service manager
+//! (systemd `Restart=on-failure`, compose `restart: unless-stopped`) restarts it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,14 +21,15 @@ use ractor::{Actor, ActorRef};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, watch};
 
-use crate::actors::health::HealthMonitor;
+use crate::actors::health::{HealthMonitor, HealthMsg};
 use crate::actors::messages::{ForceSyncOutcome, SupervisorMsg};
 use crate::actors::supervisor::{self, Supervisor, SupervisorArgs};
 use crate::actors::Services;
+use crate::backoff::Backoff;
 use crate::cli::DatabaseSession;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::report::Trigger;
+use crate::report::{SyncReport, Trigger};
 use crate::store::{migrations, syncs};
 use crate::telemetry;
 
@@ -47,70 +54,112 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         Supervisor,
         SupervisorArgs {
             services: services.clone(),
-            finished,
+            finished: finished.clone(),
         },
     )
     .await?;
-    let (health, health_handle) = Actor::spawn(None, HealthMonitor, services.clone()).await?;
+    // Probes and health checks get a small pool of their own: they never wait for the writer's
+    // connections, and unauthenticated probes never take them.
+    let probe_database = database.probe_database(&config.database)?;
+    let health_services = Services {
+        database: probe_database.clone(),
+        ..services.clone()
+    };
+    let (health, health_handle) = Actor::spawn(None, HealthMonitor, health_services).await?;
+    // Neither has a supervisor above it: watch their tasks, or a dead one would fail silently.
+    let mut core_ended = watch_core_actors(supervisor_handle, health_handle);
+    let refresher = tokio::spawn(refresh_health_after_syncs(finished.subscribe(), health.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, "serving the admin API, /metrics, /healthz and /readyz");
     let started = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(true));
     let state = AppState {
         services: services.clone(),
         supervisor: supervisor.clone(),
         health: health.clone(),
         metrics,
+        probes: Arc::new(http::Probes::new(
+            probe_database,
+            Duration::from_secs(config.http.readiness_cache_secs),
+        )),
         started: started.clone(),
+        alive: alive.clone(),
     };
     let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(http::serve(listener, state, async move {
+    let mut server = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
     }));
 
     let mut ready = Box::pin(prepare_database(&session));
     let prepared = tokio::select! {
-        result = &mut ready => Some(result),
-        _ = terminate.recv() => None,
-        _ = interrupt.recv() => None,
+        result = &mut ready => Ok(result),
+        _ = terminate.recv() => Err(Exit::Signal),
+        _ = interrupt.recv() => Err(Exit::Signal),
+        name = core_ended.wait_for(Option::is_some) => Err(Exit::CoreActorDied(ended_name(name))),
     };
     drop(ready);
     let mut scheduler = None;
-    if let Some(result) = prepared {
-        result?;
-        started.store(true, Ordering::SeqCst);
-        if config.schedule.run_on_start {
-            let _ = supervisor.cast(SupervisorMsg::ForceSync {
-                trigger: Trigger::Startup,
-                reply: None,
-            });
-        }
-        if config.schedule.enabled {
-            scheduler = Some(tokio::spawn(run_schedule(
-                config.schedule.cron.clone(),
-                supervisor.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        loop {
-            tokio::select! {
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: forcing a sync");
-                    force(&supervisor).await;
+    let exit = match prepared {
+        Err(exit) => exit,
+        Ok(result) => {
+            result?;
+            // The first evaluation, queued before anyone can see the worker ready.
+            let _ = health.cast(HealthMsg::Evaluate);
+            started.store(true, Ordering::SeqCst);
+            if config.schedule.run_on_start {
+                let _ = supervisor.cast(SupervisorMsg::ForceSync {
+                    trigger: Trigger::Startup,
+                    reply: None,
+                });
+            }
+            if config.schedule.enabled {
+                scheduler = Some(tokio::spawn(run_schedule(
+                    config.schedule.cron.clone(),
+                    supervisor.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => break Exit::Signal,
+                    _ = interrupt.recv() => break Exit::Signal,
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: forcing a sync");
+                        force(&supervisor).await;
+                    }
+                    name = core_ended.wait_for(Option::is_some) => break Exit::CoreActorDied(ended_name(name)),
+                    served = &mut server => break Exit::HttpEnded(match served {
+                        Ok(Ok(())) => "the HTTP server stopped".to_string(),
+                        Ok(Err(error)) => format!("the HTTP server failed: {error}"),
+                        Err(error) => format!("the HTTP server task ended: {error}"),
+                    }),
                 }
             }
         }
-    }
+    };
 
-    tracing::info!("stopping");
+    if let Exit::CoreActorDied(_) | Exit::HttpEnded(_) = &exit {
+        // Not ready, not healthy: the orchestrator stops routing here and restarts us.
+        alive.store(false, Ordering::SeqCst);
+        started.store(false, Ordering::SeqCst);
+    }
+    match &exit {
+        Exit::Signal => tracing::info!("stopping"),
+        Exit::CoreActorDied(name) => tracing::error!(
+            "the {name} stopped unexpectedly; exiting with a failure so that the service manager restarts the worker"
+        ),
+        Exit::HttpEnded(why) => {
+            tracing::error!("{why}; exiting with a failure so that the service manager restarts the worker")
+        }
+    }
     let _ = stop_tx.send(true);
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }
+    refresher.abort();
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     let waited = supervisor
         .call(
@@ -121,27 +170,74 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     if !matches!(waited, Ok(CallResult::Success(()))) {
         tracing::error!("the running sync did not stop in time; it will be marked interrupted at the next start");
     }
-    supervisor.stop(None);
-    health.stop(None);
-    let _ = supervisor_handle.await;
-    let _ = health_handle.await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = supervisor.stop_and_wait(None, Some(Duration::from_secs(10))).await;
+    let _ = health.stop_and_wait(None, Some(Duration::from_secs(10))).await;
+    if !server.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     session.close().await;
     tracing::info!("stopped");
-    Ok(0)
+    Ok(match exit {
+        Exit::Signal => 0,
+        Exit::CoreActorDied(_) | Exit::HttpEnded(_) => 1,
+    })
 }
 
-/// Migrates and recovers, retrying with capped backoff while PostgreSQL is unreachable.
+/// Why `serve` stops.
+enum Exit {
+    /// SIGTERM or SIGINT: a clean stop, exit 0.
+    Signal,
+    /// The supervisor or the health monitor ended on its own: exit 1.
+    CoreActorDied(&'static str),
+    HttpEnded(String),
+}
+
+fn ended_name(ended: Result<watch::Ref<'_, Option<&'static str>>, watch::error::RecvError>) -> &'static str {
+    ended.ok().and_then(|name| *name).unwrap_or("core actor watcher")
+}
+
+/// Reports (once) the first of the worker's core actors whose task ends.
+fn watch_core_actors(
+    supervisor: ractor::concurrency::JoinHandle<()>,
+    health: ractor::concurrency::JoinHandle<()>,
+) -> watch::Receiver<Option<&'static str>> {
+    let (ended_tx, ended) = watch::channel(None);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = supervisor => "supervisor",
+            _ = health => "health monitor",
+        };
+        let _ = ended_tx.send(Some(name));
+    });
+    ended
+}
+
+/// Asks the health monitor for a fresh evaluation after every finished sync.
+async fn refresh_health_after_syncs(mut finished: broadcast::Receiver<SyncReport>, health: ActorRef<HealthMsg>) {
+    loop {
+        match finished.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                let _ = health.cast(HealthMsg::Refresh);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Migrates and recovers, retrying with capped backoff while the database fails for a
+/// transient reason (unreachable, restarting, a migration cancelled by `statement_timeout`).
 async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
-    let mut delay = Duration::from_secs(1);
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut attempt = 0;
     loop {
         match migrations::migrate(&session.database).await {
             Ok(_) => break,
             Err(error) if error.is_transient() => {
+                let delay = backoff.delay(attempt);
                 telemetry::database_up(false);
-                tracing::error!(%error, retry_in_secs = delay.as_secs(), "PostgreSQL is unreachable; not ready, retrying");
+                tracing::error!(%error, retry_in_secs = delay.as_secs(), "the database cannot be migrated yet (a transient error); not ready, retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                attempt += 1;
             }
             Err(error) => return Err(error).context("cannot apply the database migrations"),
         }
@@ -160,8 +256,16 @@ async fn prepare_database(session: &DatabaseSession) -> anyhow::Result<()> {
             for source in &last.sources {
                 if let Some(source_name) = crate::model::Source::parse(&source.source) {
                     telemetry::source_models(source_name, source.models_stored.max(0) as u64);
+                    if let Some(new_fields) = &source.new_fields {
+                        telemetry::source_new_fields(source_name, new_fields.len());
+                    }
                 }
             }
+        }
+    }
+    if let Ok(successes) = syncs::last_success_per_source(&session.database).await {
+        for (source, finished_at) in successes {
+            telemetry::source_succeeded(source, finished_at.timestamp_millis() as f64 / 1000.0);
         }
     }
     Ok(())
@@ -195,7 +299,9 @@ async fn run_schedule(cron: String, supervisor: ActorRef<SupervisorMsg>, mut sto
         let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
-                let _ = supervisor.cast(SupervisorMsg::ForceSync { trigger: Trigger::Schedule, reply: None });
+                if supervisor.cast(SupervisorMsg::ForceSync { trigger: Trigger::Schedule, reply: None }).is_err() {
+                    tracing::error!("the scheduled sync was not started: the supervisor is not running");
+                }
             }
             _ = stop.wait_for(|stop| *stop) => return,
         }

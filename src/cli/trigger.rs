@@ -1,10 +1,22 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::config::Config;
 
+/// Where to reach a worker listening on `listen` from this machine: a wildcard address
+/// (`0.0.0.0`, `[::]`, as in containers) is reached on loopback, which is also what the
+/// token-less admin mode accepts.
+fn local_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port()),
+        _ => listen,
+    }
+}
+
 /// Exit 0 accepted, 1 a sync is already running, 2 anything else.
 pub async fn run(config: Config, url: Option<String>) -> anyhow::Result<i32> {
-    let base = url.unwrap_or_else(|| format!("http://{}", config.http.listen));
+    let base = url.unwrap_or_else(|| format!("http://{}", local_address(config.http.listen)));
     let endpoint = format!("{}/api/admin/sync-models", base.trim_end_matches('/'));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut request = client.post(&endpoint);

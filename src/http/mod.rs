@@ -6,8 +6,12 @@ mod admin;
 mod auth;
 mod history;
 mod probes;
+mod server;
 
-use std::net::SocketAddr;
+pub use auth::canonical_ip;
+pub use probes::Probes;
+pub use server::ConnectionLimits;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,14 +33,23 @@ pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub health: ActorRef<HealthMsg>,
     pub metrics: PrometheusHandle,
+    /// The readiness answer and its cache, on the probes' own small pool.
+    pub probes: Arc<Probes>,
     /// Set once the database is migrated and interrupted syncs are recovered; until then
     /// `/readyz` is 503 and forced syncs are refused.
     pub started: Arc<AtomicBool>,
+    /// Cleared when a core actor (supervisor, health monitor) has died: `/healthz` and
+    /// `/readyz` say 503 while the worker exits to be restarted.
+    pub alive: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 }
 
@@ -61,16 +74,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes the requests in progress.
+/// Serves until `shutdown` resolves, then finishes the requests in progress; the connection
+/// limits of `[http]` apply (`server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let config = &state.services.config.http;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        max_connections: config.max_connections,
+    };
+    server::serve_with_limits(listener, router(state), limits, shutdown).await
 }

@@ -1,6 +1,10 @@
-//! Liveness, readiness, the health report and the Prometheus text.
+//! Liveness, readiness, the health report and the Prometheus text. These routes need no token,
+//! so they never put load on the database per request and never show its errors: readiness
+//! is checked on the probes' own small pool at most once per `http.readiness_cache_secs`
+//! (concurrent probes share one check), and the answers give a generic reason while the cause
+//! goes to the log.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,15 +16,71 @@ use serde_json::json;
 use crate::actors::health::HealthMsg;
 use crate::health::HealthStatus;
 use crate::http::AppState;
-use crate::store::migrations;
+use crate::store::{migrations, Database};
 
-/// The process is up and serving HTTP.
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// What `/readyz` says once the worker has started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    MigrationsPending,
+    DatabaseUnavailable,
+}
+
+/// The readiness check, cached.
+pub struct Probes {
+    database: Database,
+    ttl: Duration,
+    latest: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl Probes {
+    /// `database` should be the probes' own pool (`Database::probe_database`).
+    pub fn new(database: Database, ttl: Duration) -> Probes {
+        Probes {
+            database,
+            ttl,
+            latest: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn readiness(&self) -> Readiness {
+        // Held across the check: concurrent probes wait for one query instead of each sending one.
+        let mut latest = self.latest.lock().await;
+        if let Some((checked_at, readiness)) = *latest {
+            if checked_at.elapsed() < self.ttl {
+                return readiness;
+            }
+        }
+        let readiness = match migrations::is_up_to_date(&self.database).await {
+            Ok(true) => Readiness::Ready,
+            Ok(false) => Readiness::MigrationsPending,
+            Err(error) => {
+                tracing::warn!(%error, "readiness check: the database did not answer");
+                Readiness::DatabaseUnavailable
+            }
+        };
+        *latest = Some((Instant::now(), readiness));
+        readiness
+    }
+}
+
+/// The process is up and serving HTTP, with its core actors alive.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if !state.is_alive() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not healthy: a core actor stopped; the worker is exiting to be restarted\n",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 /// Ready when PostgreSQL answers and every migration of this binary is applied.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.is_alive() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: a core actor stopped\n").into_response();
+    }
     if !state.is_started() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -28,10 +88,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match migrations::is_up_to_date(&state.services.database).await {
-        Ok(true) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: migrations pending\n").into_response(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {error}\n")).into_response(),
+    match state.probes.readiness().await {
+        Readiness::Ready => (StatusCode::OK, "ready\n").into_response(),
+        Readiness::MigrationsPending => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: migrations pending\n").into_response()
+        }
+        Readiness::DatabaseUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unavailable\n").into_response()
+        }
     }
 }
 
@@ -42,7 +106,15 @@ pub async fn health_report(State(state): State<AppState>) -> Response {
         .call(HealthMsg::GetReport, Some(Duration::from_secs(15)))
         .await
     {
-        Ok(CallResult::Success(report)) => {
+        Ok(CallResult::Success(mut report)) => {
+            // The health actor logs the cause; an unauthenticated caller gets no database error.
+            for check in report
+                .checks
+                .iter_mut()
+                .filter(|check| check.name == "database" && !check.ok)
+            {
+                check.message = "PostgreSQL is unavailable (the worker's log has the cause)".into();
+            }
             let status = if report.status == HealthStatus::Critical {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {

@@ -1,21 +1,32 @@
 //! Artificial Analysis: benchmarked language models with prices and an intelligence index.
 //!
-//! `GET {base}/api/v2/data/llms/models` with the key in the `x-api-key` header answers
-//! `{status, prompt_options, data: [record, ...]}`. `model_id` is the record's `id`, a UUID
-//! that stays stable when the slug or name changes; `provider` is `model_creator.slug`.
-//! Prices are already in USD per million tokens. Wherever this data is shown, attribution to
-//! <https://artificialanalysis.ai/> is required.
+//! `GET {base}/api/v2/language/models/free?page=N` (the paid tier: `/api/v2/language/models`)
+//! with the key in the `x-api-key` header answers `{data: [record, ...], pagination: {page,
+//! page_size, total_pages, has_more}, intelligence_index_version}` (pages are followed by
+//! [`crate::sources::pagination`]). The retired `/api/v2/data/llms/models` answered
+//! `{status, prompt_options, data}`; that shape is still read. `model_id` is the record's `id`,
+//! a UUID that stays stable when the slug or name changes; `provider` is `model_creator.slug`.
+//! Prices are already in USD per million tokens. The page's `intelligence_index_version` is
+//! stored on every row (a record's own value wins): scores of different index versions are not
+//! comparable. Wherever this data is shown, attribution to <https://artificialanalysis.ai/> is
+//! required.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::model::{Model, ParsedPage, RejectReason, Source};
 use crate::sources::fields::{self, Invalid, PageBuilder};
+use crate::sources::split::Member;
 use crate::sources::PayloadError;
 
-/// The endpoint path by default. Newer documentation also shows `/api/v2/language/models`,
-/// so the path is configurable and passed to [`url`].
-pub const DEFAULT_PATH: &str = "/api/v2/data/llms/models";
+/// The endpoint path by default: the free tier's listing. The paid tier's
+/// (`/api/v2/language/models`) is `sources.artificial_analysis.path`.
+pub const DEFAULT_PATH: &str = "/api/v2/language/models/free";
+
+/// The path retired on 2026-11-04 (it answers HTTP 410 Gone).
+pub const RETIRED_PATH: &str = "/api/v2/data/llms/models";
+
+const EXPECTED: &str = "an object with a `data` array";
 
 /// The header that carries the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -28,12 +39,34 @@ pub fn url(base_url: &str, path: &str) -> String {
 
 /// Turns one response into one model (or reject) per element of `data`.
 pub fn parse(body: &[u8]) -> Result<ParsedPage, PayloadError> {
-    let records = fields::member_elements(body, "data", "an object with a `data` array")?;
+    let members = fields::document_members(body, EXPECTED)?;
+    let records = fields::named_elements(&members, "data", EXPECTED)?;
+    let page_version = index_version(page_member(&members, "intelligence_index_version").as_deref());
     let mut page = PageBuilder::new(Source::ArtificialAnalysis);
     for record in records {
-        page.push_slice(record, parse_record);
+        page.push_slice(record, |raw| parse_record(raw, page_version.as_deref()));
     }
     Ok(page.finish())
+}
+
+/// A top-level member of the page as raw JSON; an unreadable member is absent (only `data`
+/// must be readable).
+fn page_member(members: &[Member<'_>], name: &str) -> Option<Box<RawValue>> {
+    let member = members.iter().find(|member| member.key.as_deref() == Ok(name))?;
+    let text = std::str::from_utf8(member.value.bytes).ok()?;
+    serde_json::from_str(text).ok()
+}
+
+/// An index version as text: a string as written, or a number's text (`4.3`). Anything else
+/// (null, an object) is unknown.
+fn index_version(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?;
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => fields::text(Some(raw)).filter(|version| !version.is_empty()),
+        b'-' | b'0'..=b'9' => Some(text.to_string()),
+        _ => None,
+    }
 }
 
 /// The fields of one record that we map; speeds, other indexes and slugs stay raw.
@@ -51,6 +84,8 @@ struct Record<'a> {
     evaluations: Option<&'a RawValue>,
     #[serde(borrow)]
     release_date: Option<&'a RawValue>,
+    #[serde(borrow)]
+    intelligence_index_version: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -73,12 +108,15 @@ struct Evaluations<'a> {
     artificial_analysis_intelligence_index: Option<&'a RawValue>,
 }
 
-fn parse_record(raw: &RawValue) -> Result<Model, Invalid> {
+fn parse_record(raw: &RawValue, page_version: Option<&str>) -> Result<Model, Invalid> {
     let record: Record = fields::decode_record(raw)?;
     let id = fields::required_id("id", record.id);
     fields::reject_unstorable(raw.get(), id.as_ref().ok())?;
     let model_id = id?;
-    to_model(model_id.clone(), raw, &record).map_err(|invalid| invalid.with_model_id(&model_id))
+    let mut model = to_model(model_id.clone(), raw, &record).map_err(|invalid| invalid.with_model_id(&model_id))?;
+    model.intelligence_index_version =
+        index_version(record.intelligence_index_version).or_else(|| page_version.map(str::to_string));
+    Ok(model)
 }
 
 fn to_model(model_id: String, raw: &RawValue, record: &Record) -> Result<Model, Invalid> {
@@ -121,12 +159,91 @@ mod tests {
 
     #[test]
     fn url_joins_base_and_path_with_one_slash() {
-        let expected = "https://artificialanalysis.ai/api/v2/data/llms/models";
+        let expected = "https://artificialanalysis.ai/api/v2/language/models/free";
         assert_eq!(url("https://artificialanalysis.ai", DEFAULT_PATH), expected);
         assert_eq!(url("https://artificialanalysis.ai/", DEFAULT_PATH), expected);
         assert_eq!(
-            url("https://artificialanalysis.ai/", "api/v2/data/llms/models"),
+            url("https://artificialanalysis.ai/", "api/v2/language/models/free"),
             expected
+        );
+    }
+
+    fn pages() -> (ParsedPage, ParsedPage) {
+        (
+            parse(&test_fixtures::read("aa_language_models_free_page1.json")).unwrap(),
+            parse(&test_fixtures::read("aa_language_models_free_page2.json")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn both_pages_of_the_language_models_listing_hold_the_recorded_models() {
+        let (page1, page2) = pages();
+        assert_eq!((page1.records(), page2.records()), (6, 6));
+        assert!(page1.rejects.is_empty() && page2.rejects.is_empty());
+        let paged: Vec<&Model> = page1.models.iter().chain(&page2.models).collect();
+        let legacy = fixture();
+        assert_eq!(paged.len(), 12);
+        for (paged, legacy) in paged.iter().zip(&legacy.models) {
+            assert_eq!(
+                (
+                    &paged.model_id,
+                    &paged.provider,
+                    paged.input_price_per_mtok,
+                    paged.intelligence_index
+                ),
+                (
+                    &legacy.model_id,
+                    &legacy.provider,
+                    legacy.input_price_per_mtok,
+                    legacy.intelligence_index
+                )
+            );
+            assert_eq!(
+                paged.intelligence_index_version.as_deref(),
+                Some("4.3"),
+                "{}",
+                paged.model_id
+            );
+            // The retired endpoint stated no version.
+            assert_eq!(legacy.intelligence_index_version, None);
+        }
+        let deepseek = &page2.models[0];
+        assert_eq!(deepseek.model_id, "dbe7c625-3100-4463-b479-a228c41f75dd");
+        assert_eq!(deepseek.provider, "deepseek");
+        assert_eq!(deepseek.input_price_per_mtok, dec("0.3"));
+        assert_eq!(deepseek.output_price_per_mtok, dec("1.2"));
+        assert_eq!(deepseek.intelligence_index, dec("39.5"));
+    }
+
+    #[test]
+    fn snapshot_of_the_paged_models() {
+        let (page1, page2) = pages();
+        let models: Vec<&Model> = page1.models.iter().chain(&page2.models).collect();
+        insta::assert_json_snapshot!(models);
+    }
+
+    #[test]
+    fn a_record_s_own_index_version_wins_over_the_page_s() {
+        let body = format!(
+            r#"{{"data":[{GOOD},{{"id":"x","intelligence_index_version":"4.2"}},{{"id":"y","intelligence_index_version":null}}],
+                "intelligence_index_version":4.3}}"#
+        );
+        let page = parse(body.as_bytes()).unwrap();
+        let versions: Vec<Option<&str>> = page
+            .models
+            .iter()
+            .map(|model| model.intelligence_index_version.as_deref())
+            .collect();
+        assert_eq!(versions, [Some("4.3"), Some("4.2"), Some("4.3")]);
+        let unreadable = format!(r#"{{"data":[{GOOD}],"intelligence_index_version":{{"v":4}}}}"#);
+        assert_eq!(
+            parse(unreadable.as_bytes()).unwrap().models[0].intelligence_index_version,
+            None
+        );
+        let broken = format!(r#"{{"data":[{GOOD}],"intelligence_index_version":4.3.1}}"#);
+        assert_eq!(
+            parse(broken.as_bytes()).unwrap().models[0].intelligence_index_version,
+            None
         );
     }
 

@@ -9,6 +9,7 @@
 //! - numbers are read from their JSON text, never through `f64`, so money stays exact.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -50,10 +51,20 @@ impl Invalid {
     }
 }
 
+/// The longest record key the drift alarm records, in characters; a longer one is recorded
+/// cut to this length with a trailing `…` (a key that long is drift worth an alarm, not a row
+/// PostgreSQL's index refuses).
+pub const MAX_FIELD_CHARS: usize = 200;
+
+/// The most distinct record keys one page reports to the drift alarm. Records have a few dozen
+/// keys; a source that keys records by data (ids as keys) would otherwise add a row per id.
+pub const MAX_FIELDS_PER_PAGE: usize = 500;
+
 /// Collects one payload's outcome in document order: every record becomes a model or a reject.
 pub struct PageBuilder {
     source: Source,
     page: ParsedPage,
+    fields: HashSet<String>,
 }
 
 impl PageBuilder {
@@ -61,14 +72,39 @@ impl PageBuilder {
         PageBuilder {
             source,
             page: ParsedPage::default(),
+            fields: HashSet::new(),
         }
     }
 
     /// Records the outcome of one record whose raw text is `raw`.
     pub fn push(&mut self, raw: &RawValue, outcome: Result<Model, Invalid>) {
         match outcome {
-            Ok(model) => self.page.models.push(model),
+            Ok(model) => {
+                self.collect_fields(raw);
+                self.page.models.push(model);
+            }
             Err(invalid) => self.reject(invalid, raw.get()),
+        }
+    }
+
+    /// Adds the record's top-level keys to the page's (the record is an object: it became a
+    /// model).
+    fn collect_fields(&mut self, raw: &RawValue) {
+        let Ok(keys) = split::keys(raw.get().as_bytes()) else {
+            return;
+        };
+        for key in keys {
+            if self.fields.len() >= MAX_FIELDS_PER_PAGE {
+                return;
+            }
+            if self.fields.contains(key.as_ref()) {
+                continue;
+            }
+            let key = match key.char_indices().nth(MAX_FIELD_CHARS) {
+                Some((cut, _)) => format!("{}…", &key[..cut]),
+                None => key.into_owned(),
+            };
+            self.fields.insert(key);
         }
     }
 
@@ -101,7 +137,9 @@ impl PageBuilder {
         self.reject(invalid, &String::from_utf8_lossy(raw));
     }
 
-    pub fn finish(self) -> ParsedPage {
+    pub fn finish(mut self) -> ParsedPage {
+        self.page.fields = self.fields.into_iter().collect();
+        self.page.fields.sort_unstable();
         self.page
     }
 }
@@ -128,7 +166,12 @@ pub fn document_members<'a>(body: &'a [u8], expected: &str) -> Result<Vec<Member
 /// not fail the payload; a malformed member does fail it when `name` is missing, since that
 /// member may be the array.
 pub fn member_elements<'a>(body: &'a [u8], name: &str, expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
-    let members = document_members(body, expected)?;
+    named_elements(&document_members(body, expected)?, name, expected)
+}
+
+/// The records of the array member `name` among a payload's `members` (see
+/// [`member_elements`]), for parsers that also read other members of the envelope.
+pub fn named_elements<'a>(members: &[Member<'a>], name: &str, expected: &str) -> Result<Vec<Slice<'a>>, PayloadError> {
     let mut named = members.iter().filter(|member| member.key.as_deref() == Ok(name));
     let array = match (named.next(), named.next()) {
         (Some(member), None) => member.value,
@@ -563,6 +606,44 @@ mod tests {
 
     fn dec(text: &str) -> Decimal {
         Decimal::from_str(text).unwrap()
+    }
+
+    fn model_from(raw: &RawValue) -> Result<Model, Invalid> {
+        Ok(Model::new(
+            Source::OpenRouter,
+            String::new(),
+            "x".into(),
+            raw.get().to_string(),
+        ))
+    }
+
+    #[test]
+    fn a_page_reports_the_distinct_keys_of_its_models_only() {
+        let mut page = PageBuilder::new(Source::OpenRouter);
+        page.push(
+            &raw(r#"{"id":"a","pricing":{"nested":1},"name":"A"}"#),
+            model_from(&raw("{}")),
+        );
+        page.push(
+            &raw(r#"{"name":"B","id":"b","brand_new":true}"#),
+            model_from(&raw("{}")),
+        );
+        let rejected = raw(r#"{"id":"c","only_in_a_reject":1}"#);
+        page.push(&rejected, Err(Invalid::new(RejectReason::InvalidValue, "bad")));
+        let long = format!(r#"{{"{}":1}}"#, "k".repeat(MAX_FIELD_CHARS + 50));
+        page.push(&raw(&long), model_from(&raw("{}")));
+        let fields = page.finish().fields;
+        let cut = format!("{}…", "k".repeat(MAX_FIELD_CHARS));
+        assert_eq!(fields, ["brand_new", "id", cut.as_str(), "name", "pricing"]);
+    }
+
+    #[test]
+    fn a_page_reports_at_most_max_fields_per_page() {
+        let mut page = PageBuilder::new(Source::OpenRouter);
+        for index in 0..MAX_FIELDS_PER_PAGE + 10 {
+            page.push(&raw(&format!(r#"{{"key_{index}":1}}"#)), model_from(&raw("{}")));
+        }
+        assert_eq!(page.finish().fields.len(), MAX_FIELDS_PER_PAGE);
     }
 
     #[test]

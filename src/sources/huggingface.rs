@@ -67,7 +67,7 @@ pub fn first_page_url(base_url: &str, query: &ListQuery, limit: u32) -> String {
 }
 
 /// The target of the `rel="next"` link in an RFC 8288 `Link` header value, as written (it may
-/// be relative: see [`resolve_next`]). Several links may be comma-separated (or several
+/// be relative: [`crate::sources::pagination`] resolves it). Several links may be comma-separated (or several
 /// header values joined with commas); parameters may come in any order, `rel` may be quoted or
 /// not and may list several space-separated relation types.
 pub fn next_link(link_header: &str) -> Option<String> {
@@ -75,12 +75,6 @@ pub fn next_link(link_header: &str) -> Option<String> {
         .into_iter()
         .find(|link| link.rels.iter().any(|rel| rel.eq_ignore_ascii_case("next")))
         .map(|link| link.target)
-}
-
-/// A next link resolved against the URL of the page it came with, so relative links work.
-pub fn resolve_next(current_url: &str, link: &str) -> Option<String> {
-    let current = url::Url::parse(current_url).ok()?;
-    current.join(link).ok().map(String::from)
 }
 
 /// One link-value of a `Link` header.
@@ -273,20 +267,6 @@ mod tests {
             next_link(r#"junk, <https://x/n>; rel="next""#).as_deref(),
             Some("https://x/n")
         );
-    }
-
-    #[test]
-    fn resolve_next_joins_relative_links() {
-        let current = "http://127.0.0.1:9000/api/models?sort=downloads&limit=2";
-        assert_eq!(
-            resolve_next(current, "/api/models?cursor=xyz&limit=2").as_deref(),
-            Some("http://127.0.0.1:9000/api/models?cursor=xyz&limit=2")
-        );
-        assert_eq!(
-            resolve_next(current, "https://huggingface.co/api/models?cursor=1").as_deref(),
-            Some("https://huggingface.co/api/models?cursor=1")
-        );
-        assert_eq!(resolve_next("not a url", "/x"), None);
     }
 
     #[test]

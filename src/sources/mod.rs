@@ -11,7 +11,9 @@ pub mod fields;
 pub mod huggingface;
 pub mod models_dev;
 pub mod openrouter;
+pub mod pagination;
 pub mod split;
+pub mod tiers;
 
 use crate::model::{ParsedPage, Source};
 

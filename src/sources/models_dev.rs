@@ -5,13 +5,14 @@
 //! key (which may contain `/`, e.g. `@cf/meta/llama-3.1-8b-instruct`). Prices are already in
 //! USD per million tokens.
 
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::model::{Model, ParsedPage, RejectReason, Source};
+use crate::model::{Model, ParsedPage, PriceTier, RejectReason, Source};
 use crate::sources::fields::{self, Invalid, PageBuilder};
 use crate::sources::split::{self, Slice, SplitError};
-use crate::sources::PayloadError;
+use crate::sources::{tiers, PayloadError};
 
 /// The URL of the whole catalogue under `base_url` (e.g. `https://models.dev`).
 pub fn url(base_url: &str) -> String {
@@ -159,6 +160,8 @@ struct Record<'a> {
     open_weights: Option<&'a RawValue>,
     #[serde(borrow)]
     release_date: Option<&'a RawValue>,
+    #[serde(borrow)]
+    status: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -169,8 +172,10 @@ struct Limit<'a> {
     output: Option<&'a RawValue>,
 }
 
-/// Prices per million tokens. The cache prices have had several spellings in the data
-/// (`cached_input`, `cached_read`, `cached_write`); the canonical one wins when both appear.
+/// Prices per million tokens: the model's `cost`, one of its `cost.tiers[]` entries (which
+/// also carry `tier`), or `cost.context_over_200k`. The cache prices have had several spellings
+/// in the data (`cached_input`, `cached_read`, `cached_write`); the canonical one wins when
+/// both appear.
 #[derive(Deserialize)]
 struct Cost<'a> {
     #[serde(borrow)]
@@ -187,6 +192,97 @@ struct Cost<'a> {
     cache_write: Option<&'a RawValue>,
     #[serde(borrow)]
     cached_write: Option<&'a RawValue>,
+    /// Long-context tiers: `[{"tier": {"type": "context", "size": 200000}, "input": ...}]`.
+    #[serde(borrow)]
+    tiers: Option<&'a RawValue>,
+    /// The older form of one tier at 200,000 tokens.
+    #[serde(borrow)]
+    context_over_200k: Option<&'a RawValue>,
+    /// In a tier entry: what the tier applies to.
+    #[serde(borrow)]
+    tier: Option<&'a RawValue>,
+}
+
+/// The four prices of a `cost`-shaped object, with `field` (e.g. `cost.tiers[0]`) naming it in
+/// reject details.
+struct Prices {
+    input: Option<Decimal>,
+    output: Option<Decimal>,
+    cache_read: Option<Decimal>,
+    cache_write: Option<Decimal>,
+}
+
+impl Prices {
+    fn of(field: &str, cost: &Cost) -> Result<Prices, Invalid> {
+        let cache_read = cost.cache_read.or(cost.cached_read).or(cost.cached_input);
+        let cache_write = cost.cache_write.or(cost.cached_write);
+        Ok(Prices {
+            input: fields::price(&format!("{field}.input"), cost.input)?,
+            output: fields::price(&format!("{field}.output"), cost.output)?,
+            cache_read: fields::price(&format!("{field}.cache_read"), cache_read)?,
+            cache_write: fields::price(&format!("{field}.cache_write"), cache_write)?,
+        })
+    }
+
+    fn from(self, min_context_tokens: i64) -> PriceTier {
+        PriceTier {
+            min_context_tokens,
+            input: self.input,
+            output: self.output,
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+        }
+    }
+}
+
+/// What a tier entry's `tier` says it applies to.
+#[derive(Deserialize)]
+struct TierKind<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    size: Option<&'a RawValue>,
+}
+
+/// The threshold of `cost.context_over_200k`.
+const CONTEXT_OVER_200K: i64 = 200_000;
+
+/// `cost.tiers[]` entries of type `context` (see [`crate::sources::tiers`]); if there are none,
+/// `cost.context_over_200k` as one tier at 200,000 tokens.
+fn price_tiers(cost: &Cost) -> Result<Option<Vec<PriceTier>>, Invalid> {
+    let mut found = Vec::new();
+    for (index, entry) in tiers::entries("cost.tiers", cost.tiers)?.into_iter().enumerate() {
+        let field = format!("cost.tiers[{index}]");
+        let entry: Cost = tiers::object(&field, entry)?;
+        let kind_field = format!("{field}.tier");
+        let Some(kind) = fields::nested::<TierKind>(&kind_field, entry.tier)? else {
+            return Err(Invalid::new(
+                RejectReason::InvalidValue,
+                format!("`{kind_field}` is absent or not an object: what the tier applies to is unknown"),
+            ));
+        };
+        match fields::text(kind.kind).as_deref() {
+            Some("context") => {
+                let start = tiers::start(&format!("{kind_field}.size"), kind.size)?;
+                found.push(Prices::of(&field, &entry)?.from(start));
+            }
+            // Another kind of tier (not a context threshold): kept in `data` only.
+            Some(_) => {}
+            None => {
+                return Err(Invalid::new(
+                    RejectReason::InvalidValue,
+                    format!("`{kind_field}.type` is absent or not a string: what the tier applies to is unknown"),
+                ))
+            }
+        }
+    }
+    if found.is_empty() {
+        if let Some(over) = cost.context_over_200k.filter(|raw| raw.get() != "null") {
+            let over: Cost = tiers::object("cost.context_over_200k", over)?;
+            found.push(Prices::of("cost.context_over_200k", &over)?.from(CONTEXT_OVER_200K));
+        }
+    }
+    tiers::sorted("cost.tiers", found)
 }
 
 #[derive(Deserialize)]
@@ -237,13 +333,15 @@ fn to_model(provider_key: &str, model_key: &str, raw: &RawValue, record: &Record
         model.max_output_tokens = fields::count("limit.output", limit.output)?;
     }
     if let Some(cost) = fields::nested::<Cost>("cost", record.cost)? {
-        model.input_price_per_mtok = fields::price("cost.input", cost.input)?;
-        model.output_price_per_mtok = fields::price("cost.output", cost.output)?;
-        let cache_read = cost.cache_read.or(cost.cached_read).or(cost.cached_input);
-        model.cache_read_price_per_mtok = fields::price("cost.cache_read", cache_read)?;
-        let cache_write = cost.cache_write.or(cost.cached_write);
-        model.cache_write_price_per_mtok = fields::price("cost.cache_write", cache_write)?;
+        let prices = Prices::of("cost", &cost)?;
+        model.input_price_per_mtok = prices.input;
+        model.output_price_per_mtok = prices.output;
+        model.cache_read_price_per_mtok = prices.cache_read;
+        model.cache_write_price_per_mtok = prices.cache_write;
+        model.price_tiers = price_tiers(&cost)?;
     }
+    // `alpha`, `beta`, `deprecated` as the source writes it; absent or not a string: unknown.
+    model.status = fields::text(record.status).filter(|status| !status.is_empty());
     if let Some(modalities) = fields::nested::<Modalities>("modalities", record.modalities)? {
         model.input_modalities = fields::text_list(modalities.input);
         model.output_modalities = fields::text_list(modalities.output);
@@ -259,6 +357,7 @@ fn to_model(provider_key: &str, model_key: &str, raw: &RawValue, record: &Record
 mod tests {
     use super::*;
     use crate::sources::test_fixtures;
+    use crate::sources::tiers::tests::tier;
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
     use std::str::FromStr;
@@ -392,7 +491,7 @@ mod tests {
     #[test]
     fn unexpected_types_and_new_fields_do_not_reject() {
         let record = r#"{"name":42,"tool_call":"yes","modalities":{"input":"text","output":["text"]},
-            "limit":[1,2],"cost":{"input":0.5,"context_over_200k":{"input":1},"tiers":[{"x":1}]},
+            "limit":[1,2],"cost":{"input":0.5,"tiers":null,"context_over_200k":null},"status":7,
             "release_date":"someday","brand_new":{"deep":[1,{"x":null}]},"open_weights":true}"#;
         let page = page_around(record);
         assert!(page.rejects.is_empty(), "{:?}", page.rejects);
@@ -405,7 +504,146 @@ mod tests {
         assert_eq!(model.input_price_per_mtok, dec("0.5"));
         assert_eq!(model.release_date, None);
         assert_eq!(model.open_weights, Some(true));
+        assert_eq!(model.price_tiers, None);
+        assert_eq!(model.status, None);
         assert_eq!(model.raw, record);
+    }
+
+    #[test]
+    fn context_over_200k_is_one_exact_tier_at_200000() {
+        let page = parse(&test_fixtures::read("modelsdev_api.json")).unwrap();
+        let tiered: Vec<&Model> = page.models.iter().filter(|model| model.price_tiers.is_some()).collect();
+        assert_eq!(tiered.len(), 64, "every entry with cost.context_over_200k");
+        let opus = find(&page, "aihubmix", "claude-opus-4-6");
+        assert_eq!(
+            opus.price_tiers,
+            Some(vec![tier(200_000, [Some("6"), Some("22"), Some("0.6"), Some("7.5")])])
+        );
+        assert_eq!(opus.input_price_per_mtok, dec("5"));
+        assert_eq!(
+            opus.price_tiers_json().as_deref(),
+            Some(r#"[{"min_context_tokens":200000,"input":"6","output":"22","cache_read":"0.6","cache_write":"7.5"}]"#)
+        );
+        let sonnet = find(&page, "aihubmix", "claude-sonnet-4-6");
+        assert_eq!(sonnet.price_tiers.as_ref().unwrap()[0].output, dec("22.5"));
+        // Not every tier states every price: absent keys stay absent.
+        let partial = tiered
+            .iter()
+            .find(|model| model.price_tiers.as_ref().unwrap()[0].cache_write.is_none())
+            .expect("an entry whose context_over_200k has no cache_write");
+        assert!(!partial.price_tiers_json().unwrap().contains("cache_write"));
+    }
+
+    #[test]
+    fn status_values_of_the_fixtures_are_kept() {
+        let count = |page: &ParsedPage, status: &str| {
+            page.models
+                .iter()
+                .filter(|model| model.status.as_deref() == Some(status))
+                .count()
+        };
+        let current = parse(&test_fixtures::read("modelsdev_api.json")).unwrap();
+        assert_eq!((count(&current, "deprecated"), count(&current, "beta")), (19, 3));
+        assert_eq!(current.models.iter().filter(|model| model.status.is_some()).count(), 22);
+        let older = parse(&test_fixtures::read("modelsdev_api_2025-11.json")).unwrap();
+        assert_eq!((count(&older, "deprecated"), count(&older, "alpha")), (17, 4));
+    }
+
+    #[test]
+    fn cost_tiers_in_the_documented_shape_become_sorted_exact_tiers() {
+        let record = r#"{"name":"Tiered","cost":{"input":5,"output":25,"cache_read":0.5,"cache_write":6.25,
+            "tiers":[
+              {"tier":{"type":"context","size":1000000},"input":"20.000","output":75},
+              {"tier":{"type":"context","size":200000},"input":10,"output":37.5,"cache_read":1,"cache_write":12.5},
+              {"tier":{"type":"batch","size":1},"input":2.5}
+            ],
+            "context_over_200k":{"input":999,"output":999}},"status":"beta"}"#;
+        let page = page_around(record);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+        let model = find(&page, "p", "bad");
+        assert_eq!(
+            model.price_tiers,
+            Some(vec![
+                tier(200_000, [Some("10"), Some("37.5"), Some("1"), Some("12.5")]),
+                tier(1_000_000, [Some("20"), Some("75"), None, None]),
+            ]),
+            "tiers win over context_over_200k; a tier of another type is not a context tier"
+        );
+        assert_eq!(model.status.as_deref(), Some("beta"));
+        assert_eq!(
+            model.price_tiers_json().as_deref(),
+            Some(
+                r#"[{"min_context_tokens":200000,"input":"10","output":"37.5","cache_read":"1","cache_write":"12.5"},{"min_context_tokens":1000000,"input":"20","output":"75"}]"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_tier_value_rejects_the_record_and_names_the_field() {
+        let cases = [
+            (
+                r#"{"cost":{"tiers":[{"tier":{"type":"context","size":200000},"input":"ten"}]}}"#,
+                RejectReason::InvalidPrice,
+                r#"`cost.tiers[0].input` is "ten", not a decimal number"#,
+            ),
+            (
+                r#"{"cost":{"tiers":[{"tier":{"type":"context","size":200000},"output":-1}]}}"#,
+                RejectReason::InvalidPrice,
+                "`cost.tiers[0].output` is -1, a price cannot be negative",
+            ),
+            (
+                r#"{"cost":{"tiers":[{"tier":{"type":"context","size":"big"},"input":1}]}}"#,
+                RejectReason::InvalidValue,
+                r#"`cost.tiers[0].tier.size` is "big", not a decimal number"#,
+            ),
+            (
+                r#"{"cost":{"tiers":[{"tier":{"type":"context"},"input":1}]}}"#,
+                RejectReason::InvalidValue,
+                "`cost.tiers[0].tier.size` is absent or null: the tier's threshold is unknown",
+            ),
+            (
+                r#"{"cost":{"tiers":[{"input":1}]}}"#,
+                RejectReason::InvalidValue,
+                "`cost.tiers[0].tier` is absent or not an object: what the tier applies to is unknown",
+            ),
+            (
+                r#"{"cost":{"tiers":[{"tier":{"size":5},"input":1}]}}"#,
+                RejectReason::InvalidValue,
+                "`cost.tiers[0].tier.type` is absent or not a string: what the tier applies to is unknown",
+            ),
+            (
+                r#"{"cost":{"tiers":[5]}}"#,
+                RejectReason::InvalidValue,
+                "`cost.tiers[0]` is a JSON number (5), expected a price tier object",
+            ),
+            (
+                r#"{"cost":{"tiers":{"200000":{"input":1}}}}"#,
+                RejectReason::InvalidValue,
+                r#"`cost.tiers` is a JSON object ({"200000":{"input":1}}), expected an array of price tiers"#,
+            ),
+            (
+                r#"{"cost":{"tiers":[{"tier":{"type":"context","size":200000},"input":1},{"tier":{"type":"context","size":200000},"input":2}]}}"#,
+                RejectReason::InvalidValue,
+                "`cost.tiers` has two tiers from 200000 tokens: which prices apply is ambiguous",
+            ),
+            (
+                r#"{"cost":{"context_over_200k":{"input":"abc"}}}"#,
+                RejectReason::InvalidPrice,
+                r#"`cost.context_over_200k.input` is "abc", not a decimal number"#,
+            ),
+            (
+                r#"{"cost":{"context_over_200k":12}}"#,
+                RejectReason::InvalidValue,
+                "`cost.context_over_200k` is a JSON number (12), expected a price tier object",
+            ),
+        ];
+        for (record, reason, detail) in cases {
+            assert_eq!(
+                reject_of(record),
+                (reason, format!("provider `p`, model `bad`: {detail}")),
+                "{record}"
+            );
+        }
     }
 
     #[test]

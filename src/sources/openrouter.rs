@@ -1,17 +1,22 @@
-//! OpenRouter: the models its router serves, in one page.
+//! OpenRouter: the models its router serves.
 //!
-//! `GET {base}/api/v1/models` answers `{"data": [record, ...]}`. `model_id` is the record's
-//! `id` (`author/slug`) and `provider` the part before the first `/`. Prices are strings in USD
+//! `GET {base}/api/v1/models` answers `{"data": [record, ...]}`, in the paged form also
+//! `"links": {"next": "/api/v1/models?offset=200&limit=200" | null}` and `"totalCount": N`
+//! (followed and checked by [`crate::sources::pagination`]). `model_id` is the record's `id`
+//! (`author/slug`) and `provider` the part before the first `/`. Prices are strings in USD
 //! **per token**: they are scaled to per million tokens exactly, and the sentinel `"-1"`
-//! (variable price, e.g. the `openrouter/auto` router) is stored as unknown.
+//! (variable price, e.g. the `openrouter/auto` router) is stored as unknown. Long-prompt
+//! prices (`pricing.overrides[]` entries with `min_prompt_tokens`) become `price_tiers`;
+//! time-of-day overrides (`utc_start` / `utc_end`) are not tiers and stay in `data` only.
+//! `expiration_date` becomes `expires_on`.
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::model::{Model, ParsedPage, RejectReason, Source};
+use crate::model::{Model, ParsedPage, PriceTier, RejectReason, Source};
 use crate::sources::fields::{self, Invalid, PageBuilder};
-use crate::sources::PayloadError;
+use crate::sources::{tiers, PayloadError};
 
 /// Decimal places between USD per token and USD per million tokens.
 const PER_MILLION_SHIFT: i32 = 6;
@@ -53,6 +58,8 @@ struct Record<'a> {
     top_provider: Option<&'a RawValue>,
     #[serde(borrow)]
     supported_parameters: Option<&'a RawValue>,
+    #[serde(borrow)]
+    expiration_date: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +70,8 @@ struct Architecture<'a> {
     output_modalities: Option<&'a RawValue>,
 }
 
-/// Per-token prices. Others (`web_search`, `image`, `audio`, `overrides`, ...) stay raw.
+/// Per-token prices, of the model or of one `overrides[]` entry (which also carries its
+/// condition). Others (`web_search`, `image`, `audio`, ...) stay raw.
 #[derive(Deserialize)]
 struct Pricing<'a> {
     #[serde(borrow)]
@@ -74,6 +82,42 @@ struct Pricing<'a> {
     input_cache_read: Option<&'a RawValue>,
     #[serde(borrow)]
     input_cache_write: Option<&'a RawValue>,
+    #[serde(borrow)]
+    overrides: Option<&'a RawValue>,
+    /// In an override: the prompt length from which it applies (a long-context tier).
+    #[serde(borrow)]
+    min_prompt_tokens: Option<&'a RawValue>,
+    /// In an override: a time-of-day window (not a tier).
+    #[serde(borrow)]
+    utc_start: Option<&'a RawValue>,
+    #[serde(borrow)]
+    utc_end: Option<&'a RawValue>,
+}
+
+/// The `overrides[]` entries with `min_prompt_tokens` and no time window, as tiers. Entries
+/// with another condition (a time-of-day window, anything without `min_prompt_tokens`) are
+/// not context tiers: they stay in `data` only.
+fn price_tiers(pricing: &Pricing) -> Result<Option<Vec<PriceTier>>, Invalid> {
+    let mut found = Vec::new();
+    for (index, entry) in tiers::entries("pricing.overrides", pricing.overrides)?
+        .into_iter()
+        .enumerate()
+    {
+        let field = format!("pricing.overrides[{index}]");
+        let entry: Pricing = tiers::object(&field, entry)?;
+        let timed = entry.utc_start.is_some() || entry.utc_end.is_some();
+        if timed || entry.min_prompt_tokens.is_none() {
+            continue;
+        }
+        found.push(PriceTier {
+            min_context_tokens: tiers::start(&format!("{field}.min_prompt_tokens"), entry.min_prompt_tokens)?,
+            input: per_million(&format!("{field}.prompt"), entry.prompt)?,
+            output: per_million(&format!("{field}.completion"), entry.completion)?,
+            cache_read: per_million(&format!("{field}.input_cache_read"), entry.input_cache_read)?,
+            cache_write: per_million(&format!("{field}.input_cache_write"), entry.input_cache_write)?,
+        });
+    }
+    tiers::sorted("pricing.overrides", found)
 }
 
 #[derive(Deserialize)]
@@ -115,7 +159,10 @@ fn to_model(model_id: String, raw: &RawValue, record: &Record) -> Result<Model, 
         model.output_price_per_mtok = per_million("pricing.completion", pricing.completion)?;
         model.cache_read_price_per_mtok = per_million("pricing.input_cache_read", pricing.input_cache_read)?;
         model.cache_write_price_per_mtok = per_million("pricing.input_cache_write", pricing.input_cache_write)?;
+        model.price_tiers = price_tiers(&pricing)?;
     }
+    // A date or null; an unreadable date is unknown, like every descriptive field.
+    model.expires_on = fields::date(record.expiration_date);
 
     if let Some(architecture) = fields::nested::<Architecture>("architecture", record.architecture)? {
         model.input_modalities = fields::text_list(architecture.input_modalities);
@@ -159,6 +206,7 @@ fn per_million(field: &str, raw: Option<&RawValue>) -> Result<Option<Decimal>, I
 mod tests {
     use super::*;
     use crate::sources::test_fixtures;
+    use crate::sources::tiers::tests::tier;
     use chrono::NaiveDate;
     use std::str::FromStr;
 
@@ -441,6 +489,121 @@ mod tests {
         assert_eq!(model.open_weights, None);
         assert_eq!(model.input_price_per_mtok, dec("0"));
         assert_eq!(model.output_price_per_mtok, dec("2.5"));
+        assert_eq!(
+            model.price_tiers, None,
+            "an override without min_prompt_tokens is no tier"
+        );
         assert_eq!(model.raw, record);
+    }
+
+    #[test]
+    fn both_pages_of_the_paged_listing_hold_the_recorded_models() {
+        let page1 = parse(&test_fixtures::read("openrouter_models_page1.json")).unwrap();
+        let page2 = parse(&test_fixtures::read("openrouter_models_page2.json")).unwrap();
+        assert_eq!((page1.records(), page2.records()), (200, 164));
+        assert!(page1.rejects.is_empty() && page2.rejects.is_empty());
+        let single = fixture();
+        let paged: Vec<&Model> = page1.models.iter().chain(&page2.models).collect();
+        assert_eq!(paged.len(), single.models.len());
+        // The same normalized rows (the raw texts differ in whitespace between the recordings).
+        assert_eq!(
+            serde_json::to_value(&paged).unwrap(),
+            serde_json::to_value(&single.models).unwrap()
+        );
+        assert_eq!(find(&page2, "openrouter/auto").input_price_per_mtok, None);
+    }
+
+    #[test]
+    fn expiration_dates_become_expires_on() {
+        let page = fixture();
+        let expiring: Vec<&Model> = page.models.iter().filter(|model| model.expires_on.is_some()).collect();
+        assert_eq!(expiring.len(), 11);
+        assert_eq!(
+            find(&page, "x-ai/grok-4").expires_on,
+            NaiveDate::from_ymd_opt(2026, 5, 15)
+        );
+        assert_eq!(
+            find(&page, "google/gemini-2.0-flash-001").expires_on,
+            NaiveDate::from_ymd_opt(2026, 6, 1)
+        );
+        assert_eq!(find(&page, "openai/gpt-5.4").expires_on, None);
+    }
+
+    #[test]
+    fn long_prompt_overrides_become_exact_tiers_and_time_windows_do_not() {
+        let record = r#"{"id":"google/gemini-long","pricing":{"prompt":"0.000002","completion":"0.000006",
+            "input_cache_read":"0.0000005","web_search":"0.005","overrides":[
+              {"utc_start":100,"utc_end":400,"prompt":"0.000001","completion":"0.000003"},
+              {"min_prompt_tokens":1000000,"prompt":"0.00000800","completion":"0.000024"},
+              {"min_prompt_tokens":200000,"prompt":"0.000004","completion":"0.000012","input_cache_read":"0.000001",
+               "input_cache_write":"0.00000008333333333333334"},
+              {"min_prompt_tokens":500000,"utc_start":0,"utc_end":60,"prompt":"0.000003"}
+            ]}}"#;
+        let page = page_around(record);
+        assert!(page.rejects.is_empty(), "{:?}", page.rejects);
+        let model = &page.models[1];
+        assert_eq!(model.input_price_per_mtok, dec("2"));
+        assert_eq!(
+            model.price_tiers,
+            Some(vec![
+                tier(200_000, [Some("4"), Some("12"), Some("1"), Some("0.08333333333333334")]),
+                tier(1_000_000, [Some("8"), Some("24"), None, None]),
+            ])
+        );
+        assert_eq!(
+            model.price_tiers_json().as_deref(),
+            Some(
+                r#"[{"min_context_tokens":200000,"input":"4","output":"12","cache_read":"1","cache_write":"0.08333333333333334"},{"min_context_tokens":1000000,"input":"8","output":"24"}]"#
+            )
+        );
+        let only_windows = page_around(
+            r#"{"id":"a/b","pricing":{"prompt":"0.000001","overrides":[{"utc_start":1,"utc_end":2,"prompt":"0"}]}}"#,
+        );
+        assert_eq!(only_windows.models[1].price_tiers, None);
+    }
+
+    #[test]
+    fn a_bad_override_rejects_the_record_and_names_the_field() {
+        let cases = [
+            (
+                r#"{"id":"a/b","pricing":{"overrides":[{"min_prompt_tokens":200000,"prompt":"cheap"}]}}"#,
+                RejectReason::InvalidPrice,
+                r#"`pricing.overrides[0].prompt` is "cheap", not a decimal number"#,
+            ),
+            (
+                r#"{"id":"a/b","pricing":{"overrides":[{"min_prompt_tokens":200000,"completion":"-0.5"}]}}"#,
+                RejectReason::InvalidPrice,
+                r#"`pricing.overrides[0].completion` is "-0.5", a price cannot be negative (only -1 means variable)"#,
+            ),
+            (
+                r#"{"id":"a/b","pricing":{"overrides":[{"min_prompt_tokens":-5,"prompt":"0.1"}]}}"#,
+                RejectReason::InvalidValue,
+                "`pricing.overrides[0].min_prompt_tokens` is -5, expected a non-negative whole number",
+            ),
+            (
+                r#"{"id":"a/b","pricing":{"overrides":["200k"]}}"#,
+                RejectReason::InvalidValue,
+                r#"`pricing.overrides[0]` is a JSON string ("200k"), expected a price tier object"#,
+            ),
+            (
+                r#"{"id":"a/b","pricing":{"overrides":{"min_prompt_tokens":1}}}"#,
+                RejectReason::InvalidValue,
+                r#"`pricing.overrides` is a JSON object ({"min_prompt_tokens":1}), expected an array of price tiers"#,
+            ),
+            (
+                r#"{"id":"a/b","pricing":{"overrides":[{"min_prompt_tokens":9,"prompt":"1"},{"min_prompt_tokens":9,"prompt":"2"}]}}"#,
+                RejectReason::InvalidValue,
+                "`pricing.overrides` has two tiers from 9 tokens: which prices apply is ambiguous",
+            ),
+        ];
+        for (record, reason, detail) in cases {
+            let page = page_around(record);
+            assert_eq!(page.rejects.len(), 1, "{record}");
+            assert_eq!(
+                (page.rejects[0].reason, page.rejects[0].detail.as_str()),
+                (reason, detail)
+            );
+            assert_eq!(page.rejects[0].model_id.as_deref(), Some("a/b"));
+        }
     }
 }

@@ -24,6 +24,8 @@
 //! - an empty slot (`[1,,2]`, or a trailing comma in `[1,]`) is an empty slice, so the caller
 //!   can reject it; `[]` and `{}` have no slot at all.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
 
 /// One element of an array, or the value of one member: its exact text, trimmed of JSON
@@ -115,6 +117,34 @@ pub fn raw_members(object: &[u8]) -> Option<Vec<RawMember<'_>>> {
             })
         })
         .collect()
+}
+
+/// The keys of the top-level members of the JSON object `object`, in order, decoded
+/// (borrowed when a key holds no escape). A member that cannot be read has no key to give and
+/// is skipped: callers that must judge members use [`members`].
+pub fn keys(object: &[u8]) -> Result<Vec<Cow<'_, str>>, SplitError> {
+    let slots = container(object, b'{')?;
+    let mut keys = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let text = slot.bytes;
+        if text.first() != Some(&b'"') {
+            continue;
+        }
+        let Some(key_end) = string_end(text, 0) else {
+            continue;
+        };
+        let inner = &text[1..key_end - 1];
+        let plain = !inner.iter().any(|&byte| byte == b'\\' || byte < 0x20);
+        match std::str::from_utf8(inner) {
+            Ok(key) if plain => keys.push(Cow::Borrowed(key)),
+            _ => {
+                if let Ok(key) = decode_key(&text[..key_end]) {
+                    keys.push(Cow::Owned(key));
+                }
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// The JSON kind a text starts with, for messages: `object`, `array`, `string`, `number`,
@@ -355,6 +385,21 @@ mod tests {
             .iter()
             .map(|member| std::str::from_utf8(member.value.bytes).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn keys_are_the_decoded_top_level_keys() {
+        let object = br#" {"id": 1, "nested": {"inner": 2}, "esc\u00e9": [3], "a,b": "x:y", bad, "": null} "#;
+        let found: Vec<String> = super::keys(object).unwrap().into_iter().map(String::from).collect();
+        assert_eq!(found, ["id", "nested", "esc\u{e9}", "a,b", ""]);
+        let plain = super::keys(borrowed_plain()).unwrap();
+        assert!(matches!(plain[0], Cow::Borrowed("plain")));
+        assert!(matches!(super::keys(b"[1]"), Err(SplitError::WrongKind { .. })));
+        assert_eq!(super::keys(b"{}").unwrap().len(), 0);
+    }
+
+    fn borrowed_plain() -> &'static [u8] {
+        br#"{"plain":1}"#
     }
 
     #[test]

@@ -31,6 +31,16 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0003_sources_2026.sql"),
     },
     Migration {
+        version: 4,
+        name: "0004_source_fields.sql",
+        sql: include_str!("../../sql/0004_source_fields.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_sync_fencing_and_pages.sql",
+        sql: include_str!("../../sql/0005_sync_fencing_and_pages.sql"),
+    },
+    Migration {
         version: 6,
         name: "0006_history.sql",
         sql: include_str!("../../sql/0006_history.sql"),
@@ -43,12 +53,12 @@ fn checksum(sql: &str) -> String {
 
 /// Applies what is missing; returns the names of the migrations applied now.
 pub async fn migrate(database: &Database) -> Result<Vec<&'static str>, StoreError> {
-    migrate_to(database, i32::MAX).await
+    migrate_up_to(database, i32::MAX).await
 }
 
-/// Applies what is missing up to and including `version` (the upgrade tests fill a database
-/// with an older schema, then migrate it to the latest).
-pub async fn migrate_to(database: &Database, version: i32) -> Result<Vec<&'static str>, StoreError> {
+/// Applies what is missing up to `version` included (the upgrade tests start from an older
+/// schema holding data).
+pub async fn migrate_up_to(database: &Database, version: i32) -> Result<Vec<&'static str>, StoreError> {
     // A dedicated connection: if this process dies, the lock dies with the session.
     let mut client = database.dedicated_connection().await?;
     // Lock first: even `CREATE TABLE IF NOT EXISTS` races between two sessions.
@@ -67,17 +77,41 @@ async fn create_table_and_apply(
     client: &mut tokio_postgres::Client,
     up_to: i32,
 ) -> Result<Vec<&'static str>, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS model_lens_migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                checksum   text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
-        .await?;
+    // Only when missing: the runtime role (docs/operations.md, "Database roles") may not create
+    // anything, and an up-to-date database needs no DDL at all.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('model_lens_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS model_lens_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await
+            .map_err(|error| explain_privileges("cannot create model_lens_migrations", error))?;
+    }
     apply_missing(client, up_to).await
+}
+
+/// A migration refused for lack of privileges is a deployment mistake with a known fix.
+fn explain_privileges(what: &str, error: tokio_postgres::Error) -> StoreError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+        return StoreError::Migration(format!(
+            "{what}: this database role may not change the schema ({}); run `model-lens-sync migrate` \
+             with the migration owner's DATABASE_URL first (docs/operations.md, \"Database roles\")",
+            error
+                .as_db_error()
+                .map(|db| db.message())
+                .unwrap_or("permission denied")
+        ));
+    }
+    StoreError::from(error)
 }
 
 async fn apply_missing(client: &mut tokio_postgres::Client, up_to: i32) -> Result<Vec<&'static str>, StoreError> {
@@ -99,10 +133,16 @@ async fn apply_missing(client: &mut tokio_postgres::Client, up_to: i32) -> Resul
             continue;
         }
         let transaction = client.transaction().await?;
-        transaction
-            .batch_execute(migration.sql)
-            .await
-            .map_err(|error| StoreError::Migration(format!("migration {} failed: {error}", migration.name)))?;
+        transaction.batch_execute(migration.sql).await.map_err(|source| {
+            if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                return explain_privileges(&format!("migration {} failed", migration.name), source);
+            }
+            // Keeps the cause's class: a dropped connection is retried, a syntax error is not.
+            StoreError::MigrationFailed {
+                name: migration.name,
+                source,
+            }
+        })?;
         transaction
             .execute(
                 "INSERT INTO model_lens_migrations (version, name, checksum) VALUES ($1, $2, $3)",

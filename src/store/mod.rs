@@ -4,9 +4,12 @@
 pub mod batch;
 pub mod changes;
 pub mod embedded;
+pub mod fields;
 pub mod history;
 pub mod migrations;
 pub mod pool;
+pub mod retry;
 pub mod syncs;
+pub mod tls;
 
 pub use pool::{connect_pool, Database, StoreError};

@@ -45,7 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
 
-use super::fixture_server::read_fixture;
+use super::fixture_server::{artificial_analysis_pages, page_of, read_fixture, GONE_BODY};
 
 /// How many bytes the gzip bomb inflates to (its compressed size is about a thousandth).
 pub const GZIP_BOMB_INFLATED: usize = 64 * 1024 * 1024;
@@ -59,7 +59,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 struct Payloads {
     models_dev: Vec<u8>,
     openrouter: Vec<u8>,
-    artificial_analysis: Vec<u8>,
+    artificial_analysis: Vec<Vec<u8>>,
     huggingface: Vec<serde_json::Value>,
 }
 
@@ -120,7 +120,7 @@ impl EvilServer {
             payloads: Payloads {
                 models_dev: read_fixture("modelsdev_api.json"),
                 openrouter: read_fixture("openrouter_models.json"),
-                artificial_analysis: read_fixture("aa_models.json"),
+                artificial_analysis: artificial_analysis_pages(),
                 huggingface: serde_json::from_slice(&read_fixture("hf_models.json"))
                     .expect("hf_models.json is a JSON array"),
             },
@@ -399,10 +399,14 @@ fn fixture(state: &ServerState, api_path: &str, request: &Request, links: Huggin
     match api_path {
         "/api.json" => Answer::json(payloads.models_dev.clone(), None),
         "/api/v1/models" => Answer::json(payloads.openrouter.clone(), None),
-        "/api/v2/data/llms/models" => match request.headers.get("x-api-key") {
-            Some(_) => Answer::json(payloads.artificial_analysis.clone(), None),
+        "/api/v2/language/models/free" => match request.headers.get("x-api-key") {
+            Some(_) => match page_of(&payloads.artificial_analysis, &request.query) {
+                Some(page) => Answer::json(page.clone(), None),
+                None => Answer::new(404, r#"{"error":"no such page"}"#),
+            },
             None => Answer::new(401, r#"{"error":"missing x-api-key"}"#),
         },
+        "/api/v2/data/llms/models" => Answer::new(410, GONE_BODY),
         "/api/models" => huggingface_page(&payloads.huggingface, request, links),
         _ => Answer::new(404, "unknown API path"),
     }
@@ -466,6 +470,7 @@ fn reason(status: u16) -> &'static str {
         302 => "Found",
         401 => "Unauthorized",
         404 => "Not Found",
+        410 => "Gone",
         429 => "Too Many Requests",
         _ => "Internal Server Error",
     }

@@ -10,7 +10,10 @@
 //! - `/slow/…`: the fixture after a 3 second pause
 //! - `/flaky/…`: 503 with `Retry-After: 0` on the first request of each path, then the fixture
 //!
-//! Artificial Analysis answers 401 without an `x-api-key` header, like the real API.
+//! Artificial Analysis answers 401 without an `x-api-key` header, serves the two recorded pages
+//! of `/api/v2/language/models/free?page=N`, and answers 410 Gone at the retired
+//! `/api/v2/data/llms/models`, like the real API. OpenRouter serves the single-body list at
+//! `/api/v1/models`; the paged list is served by `api_server.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,8 +44,29 @@ pub fn read_fixture(name: &str) -> Vec<u8> {
 struct Payloads {
     models_dev: Vec<u8>,
     openrouter: Vec<u8>,
-    artificial_analysis: Vec<u8>,
+    /// The recorded pages of `/api/v2/language/models/free`, first page first.
+    artificial_analysis: Vec<Vec<u8>>,
     huggingface: Vec<serde_json::Value>,
+}
+
+/// The recorded pages of Artificial Analysis' `/api/v2/language/models/free`.
+pub fn artificial_analysis_pages() -> Vec<Vec<u8>> {
+    vec![
+        read_fixture("aa_language_models_free_page1.json"),
+        read_fixture("aa_language_models_free_page2.json"),
+    ]
+}
+
+/// The answer of Artificial Analysis' retired endpoint, as the real API gives it.
+pub const GONE_BODY: &str = r#"{"error":"This endpoint was retired on 2026-11-04. Use /api/v2/language/models/free."}"#;
+
+/// Page `page` (1-based, from `?page=`) of a recorded paged listing, or `None` past its end.
+pub fn page_of<'a>(pages: &'a [Vec<u8>], query: &str) -> Option<&'a Vec<u8>> {
+    let page: usize = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "page")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(1);
+    pages.get(page.checked_sub(1)?)
 }
 
 #[derive(Clone)]
@@ -79,7 +103,7 @@ impl FixtureServer {
             payloads: Arc::new(Payloads {
                 models_dev: read_fixture(models_dev_fixture),
                 openrouter: read_fixture("openrouter_models.json"),
-                artificial_analysis: read_fixture("aa_models.json"),
+                artificial_analysis: artificial_analysis_pages(),
                 huggingface,
             }),
             requests: Arc::new(AtomicUsize::new(0)),
@@ -140,12 +164,16 @@ async fn answer(State(state): State<ServerState>, request: Request) -> Response 
     match api_path.as_str() {
         "/api.json" => json(payloads.models_dev.clone(), None),
         "/api/v1/models" => json(payloads.openrouter.clone(), None),
-        "/api/v2/data/llms/models" => {
+        "/api/v2/language/models/free" => {
             if request.headers().get("x-api-key").is_none() {
                 return status(StatusCode::UNAUTHORIZED, r#"{"error":"missing x-api-key"}"#);
             }
-            json(payloads.artificial_analysis.clone(), None)
+            match page_of(&payloads.artificial_analysis, &query) {
+                Some(page) => json(page.clone(), None),
+                None => status(StatusCode::NOT_FOUND, r#"{"error":"no such page"}"#),
+            }
         }
+        "/api/v2/data/llms/models" => status(StatusCode::GONE, GONE_BODY),
         "/api/models" => huggingface_page(&payloads.huggingface, &path, &query, request.headers()),
         _ => status(StatusCode::NOT_FOUND, "unknown API path"),
     }
@@ -174,7 +202,7 @@ pub fn huggingface_page(items: &[serde_json::Value], path: &str, query: &str, _h
     json(serde_json::to_vec(page).unwrap(), link)
 }
 
-fn json(body: Vec<u8>, link: Option<String>) -> Response {
+pub fn json(body: Vec<u8>, link: Option<String>) -> Response {
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json");
@@ -184,6 +212,6 @@ fn json(body: Vec<u8>, link: Option<String>) -> Response {
     response.body(Body::from(body)).unwrap()
 }
 
-fn status(code: StatusCode, body: &'static str) -> Response {
-    Response::builder().status(code).body(Body::from(body)).unwrap()
+pub fn status(code: StatusCode, body: impl Into<Body>) -> Response {
+    Response::builder().status(code).body(body.into()).unwrap()
 }

@@ -4,10 +4,15 @@
 
 #![allow(dead_code)]
 
+pub mod api_server;
+pub mod capture;
 pub mod evil_server;
 pub mod fixture_server;
 pub mod hf_listing;
 pub mod legacy;
+pub mod scripted_server;
+pub mod tls_cluster;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -18,6 +23,8 @@ use model_lens_sync::store::embedded::EmbeddedPostgres;
 use tokio::sync::OnceCell;
 
 pub use fixture_server::{read_fixture, FixtureServer};
+#[allow(unused_imports)]
+pub use scripted_server::ScriptedServer;
 
 static CLUSTER: OnceCell<(Option<EmbeddedPostgres>, String)> = OnceCell::const_new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -142,6 +149,11 @@ pub struct BinaryEnv {
 impl BinaryEnv {
     /// All four sources served by `server` in `ok` mode, fast retries, the whole HF listing.
     pub fn new(db: &TestDb, server: &FixtureServer) -> BinaryEnv {
+        BinaryEnv::with_base_url(db, &server.base_url("ok"))
+    }
+
+    /// All four sources at `base_url` (e.g. an `ApiServer`), fast retries, the whole HF listing.
+    pub fn with_base_url(db: &TestDb, base_url: &str) -> BinaryEnv {
         let mut env = BinaryEnv {
             vars: vec![
                 ("DATABASE_URL".into(), db.url.clone()),
@@ -157,7 +169,7 @@ impl BinaryEnv {
         };
         for source in ["models_dev", "openrouter", "huggingface", "artificial_analysis"] {
             env = env
-                .source(source, "base_url", &server.base_url("ok"))
+                .source(source, "base_url", base_url)
                 .source(source, "requests_per_second", "1000")
                 .source(source, "burst", "1000");
         }
@@ -242,7 +254,35 @@ pub fn fixture_records(source: &str) -> i64 {
             .sum::<usize>() as i64,
         "openrouter" => value("openrouter_models.json")["data"].as_array().unwrap().len() as i64,
         "huggingface" => value("hf_models.json").as_array().unwrap().len() as i64,
-        "artificial_analysis" => value("aa_models.json")["data"].as_array().unwrap().len() as i64,
+        "artificial_analysis" => [
+            "aa_language_models_free_page1.json",
+            "aa_language_models_free_page2.json",
+        ]
+        .iter()
+        .map(|page| value(page)["data"].as_array().unwrap().len() as i64)
+        .sum(),
         other => panic!("unknown source {other}"),
     }
+}
+
+/// The records of the Hugging Face fixture, to script listings with.
+pub fn huggingface_items() -> Vec<serde_json::Value> {
+    serde_json::from_slice(&read_fixture("hf_models.json")).expect("hf_models.json is a JSON array")
+}
+
+/// Polls `sql` (one bigint) until it is non-zero, at most `timeout_secs`.
+pub async fn wait_until(db: &TestDb, sql: &str, timeout_secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout_secs);
+    while db.try_count(sql).await.unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The session holding the sync lock in this database, if any.
+pub async fn lock_holder(db: &TestDb) -> Option<i32> {
+    let database = model_lens_sync::store::connect_pool(&db.url, &Default::default()).expect("a pool");
+    model_lens_sync::store::syncs::SyncLock::holder(&database)
+        .await
+        .expect("read pg_locks")
 }

@@ -1,10 +1,12 @@
 //! The end of a source's listing (DESIGN.md §8): what the listing lacked, and what to do with
-//! it (`history::listing_end`), in one transaction; and forgetting what a finished sync saw.
+//! it (`history::listing_end`), inside the sync's final (fenced) transaction; and forgetting
+//! what a finished sync saw.
 
 use crate::history::{self, EndReason, ListingEnd, ListingFacts, ListingOutcome};
 use crate::model::Source;
 use crate::store::history::{is_baseline, key_text, key_text_of, notify_changes, HistoryRules};
-use crate::store::{Database, StoreError};
+use crate::store::StoreError;
+use tokio_postgres::Transaction;
 
 /// What the end of a listing did.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,12 +18,12 @@ pub struct ListingSummary {
     pub removed: u64,
 }
 
-/// The end of a source's listing, in one transaction: closes the current versions of the
-/// models the listing lacked, as `history::listing_end` decides (removed with a change row,
-/// silently out of window, or held), and records how the listing ended. A failed listing
-/// closes nothing and needs no database work.
+/// The end of a source's listing, inside the caller's transaction (the sync's final record):
+/// closes the current versions of the models the listing lacked, as `history::listing_end`
+/// decides (removed with a change row, silently out of window, or held), and records how the
+/// listing ended. A failed listing closes nothing and needs no database work.
 pub async fn end_source_listing(
-    database: &Database,
+    transaction: &Transaction<'_>,
     sync_id: i64,
     source: Source,
     listing: ListingOutcome,
@@ -35,12 +37,12 @@ pub async fn end_source_listing(
     let ListingOutcome::Succeeded { truncated } = listing else {
         return Ok(nothing);
     };
-    let mut client = database.pool.get().await?;
-    let transaction = client.transaction().await?;
     // The lacking keys are an anti-join of the source's current keys with the ids the sync's
     // batches recorded: let it hash in memory rather than spill.
     transaction.batch_execute("SET LOCAL work_mem = '128MB'").await?;
-    let baseline = is_baseline(&transaction, sync_id, source).await?;
+    let baseline = is_baseline(transaction, sync_id, source).await?;
+    // A TEMP table (the runtime role may create those), dropped below: the final transaction
+    // ends every source's listing in turn.
     transaction
         .execute(
             "CREATE TEMP TABLE history_lacking ON COMMIT DROP AS
@@ -139,18 +141,20 @@ pub async fn end_source_listing(
             ],
         )
         .await?;
+    transaction.batch_execute("DROP TABLE history_lacking").await?;
     if let Some(id) = last_change {
-        notify_changes(&transaction, id).await?;
+        notify_changes(transaction, id).await?;
     }
-    transaction.commit().await?;
     Ok(summary)
 }
 
-/// Forgets what finished syncs recorded (`model_sync_seen`; TRUNCATE, so nothing is left to
-/// vacuum). Only while no sync writes: at the end of a sync, or when recovering interrupted
-/// ones (both under the sync lock).
-pub async fn forget_seen(database: &Database) -> Result<(), StoreError> {
-    let client = database.pool.get().await?;
-    client.batch_execute("TRUNCATE model_sync_seen").await?;
+/// Forgets what a sync recorded (`model_sync_seen`) once it is over: at its final record, in
+/// that transaction, and when interrupted syncs are recovered. DELETE, not TRUNCATE: the
+/// runtime role has no TRUNCATE (docs/operations.md, "Database roles"); the rows are one small
+/// array per batch, and autovacuum takes the dead ones.
+pub async fn forget_seen(transaction: &Transaction<'_>, sync_ids: &[i64]) -> Result<(), StoreError> {
+    transaction
+        .execute("DELETE FROM model_sync_seen WHERE sync_id = ANY($1)", &[&sync_ids])
+        .await?;
     Ok(())
 }

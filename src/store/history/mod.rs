@@ -28,8 +28,8 @@ use tokio_postgres::Transaction;
 
 use crate::config::HistoryConfig;
 use crate::history::{self, Digest};
-use crate::model::{Model, Reject, Source};
-use crate::store::batch::{insert_rejects, BatchOutcome};
+use crate::model::{Model, Source};
+use crate::store::batch::BatchOutcome;
 use crate::store::{Database, StoreError};
 
 /// `model_keys`' key as one text: the expression of its unique hash index (an exclusion
@@ -73,22 +73,65 @@ pub struct Incoming<'a> {
     pub digest: Digest,
 }
 
-/// Writes a batch of one sync: models (any sources) and rejects, in one transaction. `seen`
-/// must hold what the sync recorded before this batch (as the database has it); the keys this
-/// batch records are added once it commits. On an error the caller cannot know whether the
-/// commit happened, so it reloads `seen` ([`load_seen`]) before trying again. Sends `NOTIFY
+/// The history side of one sync's writer: the `[history]` rules, and the keys the sync
+/// recorded so far as committed (`None` until loaded, and after a failed write, whose commit
+/// may or may not have happened: the database is the truth then). Behind a mutex so a retried
+/// write can borrow it afresh each attempt; one writer uses it, so it is never contended.
+#[derive(Debug)]
+pub struct SyncHistory {
+    pub rules: HistoryRules,
+    seen: tokio::sync::Mutex<Option<SeenKeys>>,
+}
+
+impl SyncHistory {
+    pub fn new(rules: HistoryRules) -> SyncHistory {
+        SyncHistory {
+            rules,
+            seen: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// What the sync recorded, loaded from the database unless it is known.
+    pub async fn lock_seen(&self, database: &Database, sync_id: i64) -> Result<SeenLock<'_>, StoreError> {
+        let mut guard = self.seen.lock().await;
+        if guard.is_none() {
+            *guard = Some(load_seen(database, sync_id).await?);
+        }
+        Ok(SeenLock { guard })
+    }
+}
+
+/// The keys a sync recorded, held for one write.
+pub struct SeenLock<'a> {
+    guard: tokio::sync::MutexGuard<'a, Option<SeenKeys>>,
+}
+
+impl SeenLock<'_> {
+    pub fn keys(&mut self) -> &mut SeenKeys {
+        self.guard.get_or_insert_with(SeenKeys::default)
+    }
+
+    /// After a failed write: reload what the sync recorded before the next one.
+    pub fn forget(mut self) {
+        *self.guard = None;
+    }
+}
+
+/// Writes the models of a batch of one sync (any sources) inside the caller's transaction,
+/// adding what they record to `outcome`. The keys recorded go into `seen` at once: the caller
+/// forgets it ([`SeenLock::forget`]) if the transaction does not commit. Sends `NOTIFY
 /// model_lens_changes` with the last change id when the batch added changes.
-pub async fn write_batch(
-    database: &Database,
+pub async fn write_models(
+    transaction: &Transaction<'_>,
     sync_id: i64,
     rules: &HistoryRules,
     seen: &mut SeenKeys,
     rows: &[Incoming<'_>],
-    rejects: &[&Reject],
-) -> Result<BatchOutcome, StoreError> {
-    let mut client = database.pool.get().await?;
-    let transaction = client.transaction().await?;
-    let mut outcome = BatchOutcome::default();
+    outcome: &mut BatchOutcome,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut last_change = None;
     let mut recorded: Vec<i64> = Vec::new();
     let mut sources: Vec<Source> = rows.iter().map(|row| row.model.source).collect();
@@ -96,21 +139,19 @@ pub async fn write_batch(
     sources.dedup();
     for source in sources {
         let of_source: Vec<&Incoming<'_>> = rows.iter().filter(|row| row.model.source == source).collect();
-        let written = source_batch::SourceBatch::new(&transaction, sync_id, rules, source)
-            .write(&of_source, seen, &mut outcome)
+        let written = source_batch::SourceBatch::new(transaction, sync_id, rules, source)
+            .write(&of_source, seen, outcome)
             .await?;
         last_change = last_change.max(written.last_change);
         recorded.extend(written.recorded_keys);
     }
-    insert_rejects(&transaction, sync_id, rejects, &mut outcome).await?;
     if let Some(id) = last_change {
-        notify_changes(&transaction, id).await?;
+        notify_changes(transaction, id).await?;
     }
-    transaction.commit().await?;
     for key_id in recorded {
         seen.insert(key_id);
     }
-    Ok(outcome)
+    Ok(())
 }
 
 async fn notify_changes(transaction: &Transaction<'_>, last_change_id: i64) -> Result<(), StoreError> {
