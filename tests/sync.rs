@@ -403,6 +403,13 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
         openrouter == 0 || openrouter == fixture_records("openrouter"),
         "{openrouter}"
     );
+    // The killed sync's scratch of recorded keys stays until the recovery.
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_sync_seen WHERE sync_id = 1 AND source = 'openrouter'")
+            .await
+            > 0,
+        openrouter > 0
+    );
 
     let next = BinaryEnv::new(&db, &server).run(&["sync"]).await;
     assert_eq!(next.code, 0, "{next:?}");
@@ -416,6 +423,9 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
         0
     );
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
+    // The recovery deleted what the interrupted sync recorded, the final record what the next
+    // one did.
+    assert_eq!(db.count("SELECT count(*) FROM model_sync_seen").await, 0);
 }
 
 #[tokio::test]
