@@ -1,7 +1,7 @@
 //! One transformer per source per sync: parses each raw page off the async threads, applies
 //! the page-level rules (truncation to `max_models`, duplicates within the page), computes the
-//! records' history digests, and streams the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
-//! fails the source, never the process.
+//! records' history digests, and streams the rows and rejects to the writer. A page that cannot
+//! be parsed at all, or a parser panic, fails the source, never the process.
 //!
 //! A writer (or supervisor) that is gone is not this transformer's crash: the writer's own
 //! exit reaches the supervisor, which replaces it and restarts this source without charging
