@@ -195,7 +195,7 @@ step "metric names used by dashboards and alerts"
 python3 - "${dashboards[@]}" deploy/prometheus/*.yml <<'PY' || fail "unknown metric names (see the message above)"
 import os, re, sys
 
-# DESIGN.md §7: what the worker exports. Histograms also expose _bucket, _sum and _count.
+# DESIGN.md §7 and §8: what the worker exports. Histograms also expose _bucket, _sum and _count.
 counters_and_gauges = {
     "model_lens_sync_runs_total", "model_lens_last_successful_sync_timestamp_seconds",
     "model_lens_sync_in_progress", "model_lens_source_requests_total",
@@ -205,6 +205,7 @@ counters_and_gauges = {
     "model_lens_health_check_ok", "model_lens_database_up",
     "model_lens_source_new_fields", "model_lens_source_last_success_timestamp_seconds",
     "model_lens_redis_publish_total",
+    "model_lens_model_changes_total", "model_lens_removals_held_total",
 }
 histograms = {
     "model_lens_sync_duration_seconds", "model_lens_source_fetch_duration_seconds",

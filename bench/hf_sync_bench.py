@@ -105,8 +105,66 @@ def model_json(index: int) -> str:
     )
 
 
-def page_body(start: int, end: int) -> bytes:
-    return ("[" + ",".join([model_json(i) for i in range(start, end)]) + "]").encode()
+# The "changed" listing of the history benchmark, against the base listing of the same N:
+# every 200th model (index % 200 == 7) is gone (0.5%), every 100th (index % 100 == 3) has a new
+# `sha` (a content change, 1%), every 50th (index % 50 == 11) has one more download (a volatile
+# move only, 2%), and N / 200 new models follow the last one (0.5%).
+REMOVED_EVERY, REMOVED_AT = 200, 7
+CHANGED_EVERY, CHANGED_AT = 100, 3
+VOLATILE_EVERY, VOLATILE_AT = 50, 11
+
+
+def mutated_json(index: int) -> str:
+    text = model_json(index)
+    if index % CHANGED_EVERY == CHANGED_AT:
+        text = text.replace('"sha":"', '"sha":"c0ffee', 1)
+    if index % VOLATILE_EVERY == VOLATILE_AT:
+        text = re.sub(r'"downloads":(\d+)', lambda m: f'"downloads":{int(m.group(1)) + 1}', text, count=1)
+    return text
+
+
+class Listing:
+    """Which model is at which position of a listing of N: `base` is models 0..N-1; `changed`
+    drops, alters and appends models as described above. Positions map to indexes by
+    arithmetic, so nothing is held per model."""
+
+    def __init__(self, n: int, variant: str = "base"):
+        self.n, self.variant = n, variant
+        if variant == "base":
+            self.kept, self.added = n, 0
+        else:
+            removed = len(range(REMOVED_AT, n, REMOVED_EVERY))
+            self.kept, self.added = n - removed, n // 200
+        self.total = self.kept + self.added
+
+    def index_at(self, position: int) -> int:
+        if self.variant == "base":
+            return position
+        if position >= self.kept:
+            return self.n + position - self.kept
+        block, offset = divmod(position, REMOVED_EVERY - 1)
+        return block * REMOVED_EVERY + offset + (1 if offset >= REMOVED_AT else 0)
+
+    def record(self, position: int) -> str:
+        index = self.index_at(position)
+        return model_json(index) if self.variant == "base" else mutated_json(index)
+
+    def expected_changes(self) -> dict[str, int]:
+        """The change rows a sync of this listing must write after a sync of the base one."""
+        if self.variant == "base":
+            return {}
+        changed = sum(1 for i in range(CHANGED_AT, self.n, CHANGED_EVERY))
+        return {"added": self.added, "removed": self.n - self.kept, "changed": changed}
+
+    def expected_series(self) -> int:
+        """Volatile-only moves: one series row each, no version."""
+        if self.variant == "base":
+            return 0
+        return sum(1 for i in range(VOLATILE_AT, self.n, VOLATILE_EVERY))
+
+
+def page_body(listing: "Listing", start: int, end: int) -> bytes:
+    return ("[" + ",".join([listing.record(p) for p in range(start, end)]) + "]").encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,8 +187,9 @@ class FakeHub:
     parameters (sort, direction, filters) so a client that follows it sees one listing.
     """
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self, total: int, cache_dir: Path | None = None):
+        self.listing = Listing(total)
+        self.cache_dir = cache_dir
         self.stats = ServerStats()
         self._lock = threading.Lock()
         hub = self
@@ -177,10 +236,11 @@ class FakeHub:
             self._send(request, 400, b'{"error":"bad limit or cursor"}', {})
             return
         began = time.perf_counter()
-        end = min(start + limit, self.total)
-        body = page_body(start, end) if start < end else b"[]"
+        listing = self.listing
+        end = min(start + limit, listing.total)
+        body = self.page(listing, start, end) if start < end else b"[]"
         headers = {}
-        if end < self.total:
+        if end < listing.total:
             rest = [(k, v) for k, v in params if k != "cursor"] + [("cursor", str(end))]
             headers["Link"] = f'<{self.base_url}{LIST_PATH}?{urllib.parse.urlencode(rest)}>; rel="next"'
         elapsed = time.perf_counter() - began
@@ -190,6 +250,34 @@ class FakeHub:
             self.stats.bytes += len(body)
             self.stats.generate_seconds += elapsed
         self._send(request, 200, body, headers)
+
+    def use_listing(self, variant: str) -> None:
+        self.listing = Listing(self.listing.n, variant)
+
+    def warm(self, variant: str) -> None:
+        """Writes every page of a listing to the cache before any timed step, so no sync pays
+        for the fake Hub's JSON generation (the real Hub's cost is not on this machine)."""
+        if self.cache_dir is None:
+            return
+        listing = Listing(self.listing.n, variant)
+        for start in range(0, listing.total, PAGE_SIZE):
+            self.page(listing, start, min(start + PAGE_SIZE, listing.total))
+
+    def page(self, listing: Listing, start: int, end: int) -> bytes:
+        """A page's body. With a cache dir, generated once per listing and page and then read
+        from disk: the Hub's own cost is not on this machine, so the benchmark should not pay
+        for generating the same JSON again on every sync (memory stays flat: disk holds it)."""
+        if self.cache_dir is None:
+            return page_body(listing, start, end)
+        path = self.cache_dir / f"{listing.variant}-{listing.n}-{start}-{end}.json"
+        try:
+            return path.read_bytes()
+        except OSError:
+            body = page_body(listing, start, end)
+            partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+            partial.write_bytes(body)
+            partial.replace(path)
+            return body
 
     @staticmethod
     def _send(request, status: int, body: bytes, headers: dict) -> None:
@@ -348,6 +436,7 @@ def run_measured(command: list[str], env: dict, cwd: Path, stdout: Path, stderr:
 @dataclass
 class SyncRun:
     run: int
+    kind: str  # "first", "unchanged" or "changed"
     sync_id: int | None
     status: str
     stored: int
@@ -358,12 +447,21 @@ class SyncRun:
     postgres_cpu_seconds: float | None
     server_cpu_seconds: float
     server: ServerStats
-    ok: bool
+    db_bytes_before: int
+    db_bytes_after: int
+    changes: dict[str, int] = field(default_factory=dict)
+    versions_written: int = 0
+    series_written: int = 0
+    ok: bool = True
     problem: str = ""
 
     @property
     def models_per_second(self) -> float:
         return self.stored / self.process.wall_seconds if self.process.wall_seconds else 0.0
+
+    @property
+    def growth_bytes(self) -> int:
+        return self.db_bytes_after - self.db_bytes_before
 
 
 @dataclass
@@ -432,12 +530,43 @@ class Bench:
             return 0
         return int(self.db.value("SELECT coalesce(max(id), 0) FROM model_syncs"))
 
+    def settle_autovacuum(self, timeout: float = 300.0) -> float | None:
+        """Waits until autovacuum has analyzed the tables the first sync filled and no
+        autovacuum worker runs, as happens between two daily syncs, so that a timed re-sync
+        neither competes with it nor plans with the empty tables' statistics. Returns the
+        seconds waited, or None after `timeout`."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            unanalyzed = self.db.value(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('model_versions', 'model_keys') "
+                "AND last_autoanalyze IS NULL AND last_analyze IS NULL"
+            )
+            working = self.db.value(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            )
+            if unanalyzed == "0" and working == "0":
+                return time.monotonic() - began
+            time.sleep(1)
+        return None
+
     def checkpoint(self) -> None:
         """Starts each timed step with no dirty buffers left by the previous one."""
         self.db.run("CHECKPOINT")
 
-    def run_sync(self, run: int, hub: FakeHub, command: list[str] | None = None) -> SyncRun:
+    def database_bytes(self) -> int:
+        """Every table of the database with its indexes, TOAST and maps, the benchmark's own
+        COPY tables excepted: what a sync grows."""
+        if self.db.value("SELECT to_regclass('model_syncs') IS NOT NULL") != "t":
+            return 0
+        return int(self.db.value(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'm') AND n.nspname = 'public' AND c.relname NOT LIKE 'bench\\_copy%'"
+        ))
+
+    def run_sync(self, run: int, kind: str, hub: FakeHub, command: list[str] | None = None) -> SyncRun:
         before = self.last_sync_id()
+        bytes_before = self.database_bytes()
         self.checkpoint()
         hub.reset_stats()
         postgres_before = self.postgres_cpu.seconds()
@@ -460,6 +589,8 @@ class Bench:
             problems.append(f"{len(rows)} new model_syncs rows (expected 1)")
         sync_id, status, duration = (int(rows[-1][0]), rows[-1][1], rows[-1][2]) if rows else (None, "-", "")
         stored, source_duration, requests = 0, None, None
+        changes: dict[str, int] = {}
+        versions = series = 0
         if sync_id is not None:
             stored = int(self.db.value(
                 f"SELECT count(*) FROM model_snapshots WHERE source = 'huggingface' AND sync_id = {sync_id}"
@@ -472,10 +603,27 @@ class Bench:
                 source_duration = int(source[0][0]) / 1000
             if source and source[0][1]:
                 requests = int(source[0][1])
-        if stored != self.args.n:
-            problems.append(f"stored {stored} huggingface rows (expected {self.args.n})")
+            changes = {kind_: int(count) for kind_, count in self.db.rows(
+                f"SELECT kind, count(*) FROM model_changes WHERE sync_id = {sync_id} GROUP BY kind"
+            )}
+            versions = int(self.db.value(f"SELECT count(*) FROM model_versions WHERE valid_from_sync = {sync_id}"))
+            series = int(self.db.value(f"SELECT count(*) FROM model_volatile_series WHERE sync_id = {sync_id}"))
+        listing = hub.listing
+        if stored != listing.total:
+            problems.append(f"model_snapshots has {stored} huggingface rows for the sync (expected {listing.total})")
+        expected = listing.expected_changes()
+        if {k: v for k, v in changes.items() if v} != {k: v for k, v in expected.items() if v}:
+            problems.append(f"changes {changes} (expected {expected})")
+        if kind == "unchanged" and (versions or series):
+            problems.append(f"an unchanged listing wrote {versions} versions and {series} series rows (expected 0)")
+        if kind == "changed":
+            expected_versions = expected["added"] + expected["changed"]
+            if versions != expected_versions or series != listing.expected_series():
+                problems.append(f"{versions} versions and {series} series rows "
+                                f"(expected {expected_versions} and {listing.expected_series()})")
         return SyncRun(
             run=run,
+            kind=kind,
             sync_id=sync_id,
             status=status,
             stored=stored,
@@ -487,21 +635,45 @@ class Bench:
             if postgres_before is not None and postgres_after is not None else None,
             server_cpu_seconds=server_cpu,
             server=served,
+            db_bytes_before=bytes_before,
+            db_bytes_after=self.database_bytes(),
+            changes=changes,
+            versions_written=versions,
+            series_written=series,
             ok=not problems,
             problem="; ".join(problems),
         )
 
     # -- COPY baseline ---------------------------------------------------------------------
 
+    # The COPY baseline's table: model_snapshots as it was a table (sql/0001 + 0003), one row per
+    # model per sync, with its unique key and its four indexes. model_snapshots is a view over
+    # the versions now, so its definition is written out here.
+    SNAPSHOT_TABLE = """(
+        sync_id bigint NOT NULL, source text NOT NULL, provider text NOT NULL, model_id text NOT NULL,
+        name text, context_length bigint, max_output_tokens bigint, input_price_per_mtok numeric,
+        output_price_per_mtok numeric, cache_read_price_per_mtok numeric,
+        cache_write_price_per_mtok numeric, input_modalities text[], output_modalities text[],
+        supports_tools boolean, supports_reasoning boolean, open_weights boolean, release_date date,
+        downloads bigint, likes bigint, intelligence_index numeric, data jsonb NOT NULL,
+        content_hash bytea NOT NULL, synced_at timestamptz NOT NULL DEFAULT now(), price_tiers jsonb,
+        status text, expires_on date, intelligence_index_version text)"""
+    SNAPSHOT_INDEXES = [
+        "ALTER TABLE {t} ADD UNIQUE (sync_id, source, provider, model_id)",
+        "CREATE INDEX ON {t} (sync_id)",
+        "CREATE INDEX ON {t} (synced_at)",
+        "CREATE INDEX ON {t} (source)",
+        "CREATE INDEX ON {t} (provider)",
+    ]
     # The table kinds the stored rows are copied into, the first is the ratio's baseline.
     COPY_TABLES = {
-        "like_all": ("bench_copy", "(LIKE model_snapshots INCLUDING ALL)", ""),
+        "like_all": ("bench_copy", SNAPSHOT_TABLE, SNAPSHOT_INDEXES),
         "like_all_fk": (
             "bench_copy_fk",
-            "(LIKE model_snapshots INCLUDING ALL)",
-            "ALTER TABLE bench_copy_fk ADD FOREIGN KEY (sync_id) REFERENCES model_syncs (id) ON DELETE CASCADE",
+            SNAPSHOT_TABLE,
+            SNAPSHOT_INDEXES + ["ALTER TABLE {t} ADD FOREIGN KEY (sync_id) REFERENCES model_syncs (id) ON DELETE CASCADE"],
         ),
-        "heap_only": ("bench_copy_heap", "(LIKE model_snapshots INCLUDING DEFAULTS)", ""),
+        "heap_only": ("bench_copy_heap", SNAPSHOT_TABLE, []),
     }
 
     def export_rows(self, sync_id: int) -> None:
@@ -516,8 +688,8 @@ class Bench:
         for kind, (table, definition, extra) in self.COPY_TABLES.items():
             self.db.run(f"DROP TABLE IF EXISTS {table}")
             self.db.run(f"CREATE TABLE {table} {definition}")
-            if extra:
-                self.db.run(extra)
+            for statement in extra:
+                self.db.run(statement.format(t=table))
             self.checkpoint()
             result.variants[kind] = self.db.timed(f"\\copy {table} FROM '{self.export_file}'")
             copied = int(self.db.value(f"SELECT count(*) FROM {table}"))
@@ -597,27 +769,18 @@ class Bench:
     # -- disk ------------------------------------------------------------------------------
 
     def disk(self) -> dict:
-        rows = int(self.db.value("SELECT count(*) FROM model_snapshots"))
-        sizes = self.db.rows(
-            "SELECT pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_table_size(c.oid), "
-            "pg_indexes_size(c.oid), coalesce(pg_total_relation_size(c.reltoastrelid), 0) "
-            "FROM pg_class c WHERE c.oid = 'model_snapshots'::regclass"
-        )[0]
-        indexes = self.db.rows(
-            "SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid) FROM pg_index i "
-            "WHERE i.indrelid = 'model_snapshots'::regclass ORDER BY 2 DESC"
+        """Bytes of each table the syncs wrote (with indexes and TOAST), and of the baseline."""
+        tables = self.db.rows(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = 'public' AND c.relname NOT LIKE 'bench\\_copy%' "
+            "ORDER BY 2 DESC"
         )
         copy_total = self.db.value(
             "SELECT pg_total_relation_size('bench_copy') WHERE to_regclass('bench_copy') IS NOT NULL"
         )
         return {
-            "rows": rows,
-            "total_bytes": int(sizes[0]),
-            "heap_bytes": int(sizes[1]),
-            "table_bytes": int(sizes[2]),  # heap + TOAST + free space and visibility maps
-            "index_bytes": int(sizes[3]),
-            "toast_bytes": int(sizes[4]),
-            "indexes": {name: int(size) for name, size in indexes},
+            "tables": {name: int(size) for name, size in tables},
             "bench_copy_total_bytes": int(copy_total) if copy_total else None,
         }
 
@@ -635,98 +798,116 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# The budgets of issue 9 (DESIGN.md §8), printed next to the figures; nothing fails on them.
+BUDGET_FIRST_SYNC = 1.2  # first full sync / COPY
+BUDGET_RESYNC = 0.5  # unchanged re-sync / COPY
+BUDGET_GROWTH_BYTES = 16  # per unchanged model per re-sync
+BUDGET_RSS_MB = 100
+
+
 def print_report(bench: Bench, syncs: list[SyncRun], copies: list[CopyRun], dlts: list[DltRun],
                  dlt_note: str, disk: dict | None, psql_overhead: float, environment: dict) -> None:
     n = bench.args.n
     print()
-    print(f"== model-lens-sync Hugging Face sync benchmark: N = {n:,} models "
-          f"({-(-n // PAGE_SIZE):,} pages of {PAGE_SIZE:,}), runs = {len(syncs)}")
+    print(f"== model-lens-sync Hugging Face history benchmark: N = {n:,} models "
+          f"({-(-n // PAGE_SIZE):,} pages of {PAGE_SIZE:,})")
     print(f"   {environment['postgres']}; {environment['cpus']} CPUs, load average before "
           f"{environment['load_before']}; binary {environment['binary']}")
     print()
-    columns = [f"run {s.run}" for s in syncs] + (["median"] if len(syncs) > 1 else [])
 
-    def line(label: str, values: list[str], summary: str | None = None) -> None:
-        cells = values + ([summary] if summary is not None and len(syncs) > 1 else [])
-        print(f"  {label:<34}" + "".join(f"{cell:>14}" for cell in cells))
+    def line(label: str, values: list[str]) -> None:
+        print(f"  {label:<38}" + "".join(f"{cell:>13}" for cell in values))
 
-    ok = [s for s in syncs if s.ok]
-    print("sync (`model-lens-sync sync`, wall time of the process)")
-    line("", columns)
-    line("wall seconds", [fmt(s.process.wall_seconds) for s in syncs],
-         fmt(median([s.process.wall_seconds for s in ok])))
-    line("models/s", [fmt(s.models_per_second, 0) for s in syncs],
-         fmt(median([s.models_per_second for s in ok]), 0))
+    print("syncs (`model-lens-sync sync`, wall time of the process; first = empty database, "
+          "unchanged = the same listing again, changed = 1% changed, 0.5% added, 0.5% removed, "
+          "2% volatile moves)")
+    line("", [f"{s.kind} {s.run}" for s in syncs])
+    line("wall seconds", [fmt(s.process.wall_seconds) for s in syncs])
+    line("models/s", [fmt(s.models_per_second, 0) for s in syncs])
     line("sync duration_ms (model_syncs) s", [fmt(s.reported_duration_seconds) for s in syncs])
-    line("peak RSS MB", [fmt(s.process.max_rss_mb, 1) for s in syncs],
-         fmt(max([s.process.max_rss_mb for s in syncs], default=None), 1))
+    line("peak RSS MB", [fmt(s.process.max_rss_mb, 1) for s in syncs])
     line("binary CPU s (user+sys)", [fmt(s.process.user_seconds + s.process.system_seconds) for s in syncs])
     line("PostgreSQL CPU s (all processes)", [fmt(s.postgres_cpu_seconds) for s in syncs])
     line("fake Hub CPU s (this script)", [fmt(s.server_cpu_seconds) for s in syncs])
     line("HTTP requests / MB served", [f"{s.server.requests}/{s.server.bytes / 1e6:.0f}" for s in syncs])
-    line("status / rows stored", [f"{s.status}/{s.stored}" for s in syncs])
+    line("status / rows in model_snapshots", [f"{s.status}/{s.stored}" for s in syncs])
+    line("versions / series rows written", [f"{s.versions_written}/{s.series_written}" for s in syncs])
+    line("changes added/removed/changed", [
+        f"{s.changes.get('added', 0)}/{s.changes.get('removed', 0)}/{s.changes.get('changed', 0)}" for s in syncs
+    ])
+    line("database growth MB (all tables)", [fmt(s.growth_bytes / 1e6, 1) for s in syncs])
+    line("  bytes per model", [fmt(s.growth_bytes / max(s.stored, 1), 1) for s in syncs])
     for s in syncs:
         if not s.ok:
-            print(f"  !! run {s.run}: {s.problem} (output in {bench.work}/sync-{s.run}.out/.err)")
+            print(f"  !! {s.kind} run {s.run}: {s.problem} (output in {bench.work}/sync-{s.run}.out/.err)")
     print()
 
     copy_median = {}
     if copies:
-        print(f"COPY baseline: `psql \\copy` (text) of the {n:,} stored rows into a fresh table; wall "
-              f"time of psql incl. connect ({psql_overhead * 1000:.0f} ms for a no-op)")
+        print(f"COPY baseline: `psql \\copy` (text) of the {n:,} rows the first sync stored, into a fresh "
+              f"table shaped like model_snapshots was (one row per model per sync); wall time of psql "
+              f"incl. connect ({psql_overhead * 1000:.0f} ms for a no-op)")
         line("", [f"run {c.run}" for c in copies] + (["median"] if len(copies) > 1 else []))
         labels = {
-            "like_all": "LIKE INCLUDING ALL (baseline) s",
+            "like_all": "unique key + 4 indexes (baseline) s",
             "like_all_fk": "  + FK to model_syncs s",
             "heap_only": "  heap only, no indexes s",
         }
         for kind, label in labels.items():
             values = [c.variants[kind] for c in copies]
             copy_median[kind] = median(values)
-            line(label, [fmt(v) for v in values], fmt(copy_median[kind]))
-        line("COPY rows/s (baseline)", [fmt(n / c.variants["like_all"], 0) for c in copies])
+            line(label, [fmt(v) for v in values] + ([fmt(copy_median[kind])] if len(copies) > 1 else []))
         print()
 
-    sync_median = median([s.process.wall_seconds for s in ok]) if ok else None
-    print("summary")
-    print(f"  {'N':<52}{n:>14,}")
-    print(f"  {'sync seconds (median)':<52}{fmt(sync_median):>14}")
-    print(f"  {'models/s':<52}{fmt(n / sync_median if sync_median else None, 0):>14}")
-    if copy_median:
-        print(f"  {'COPY seconds (median, LIKE INCLUDING ALL)':<52}{fmt(copy_median['like_all']):>14}")
-        ratio = sync_median / copy_median["like_all"] if sync_median else None
-        print(f"  {'ratio sync / COPY':<52}{fmt(ratio, 1):>14}x")
-        ratio_fk = sync_median / copy_median["like_all_fk"] if sync_median else None
-        print(f"  {'ratio sync / COPY with FK':<52}{fmt(ratio_fk, 1):>14}x")
-    print(f"  {'peak RSS MB (max over runs)':<52}{fmt(max([s.process.max_rss_mb for s in syncs], default=None), 1):>14}")
-    if disk and disk["rows"]:
-        rows = disk["rows"]
-        print(f"  {'model_snapshots rows (all runs)':<52}{rows:>14,}")
-        print(f"  {'bytes on disk per model (total)':<52}{disk['total_bytes'] / rows:>14,.0f}")
-        print(f"  {'  heap (main fork)':<52}{disk['heap_bytes'] / rows:>14,.0f}")
-        other = disk["table_bytes"] - disk["heap_bytes"]
-        print(f"  {'  TOAST + FSM + VM':<52}{other / rows:>14,.0f}")
-        print(f"  {'  indexes':<52}{disk['index_bytes'] / rows:>14,.0f}")
-        for name, size in disk["indexes"].items():
-            print(f"  {'    ' + name:<52}{size / rows:>14,.0f}")
+    def kind_median(kind: str) -> float | None:
+        runs = [s.process.wall_seconds for s in syncs if s.kind == kind and s.ok]
+        return median(runs) if runs else None
+
+    first, unchanged, changed = kind_median("first"), kind_median("unchanged"), kind_median("changed")
+    copy = copy_median.get("like_all")
+    unchanged_runs = [s for s in syncs if s.kind == "unchanged" and s.ok]
+    growth = max((s.growth_bytes / max(s.stored, 1) for s in unchanged_runs), default=None)
+    rss = max((s.process.max_rss_mb for s in syncs), default=None)
+
+    def verdict(value: float | None, budget: float) -> str:
+        return "" if value is None else ("  (budget {}: {})".format(budget, "met" if value <= budget else "NOT met"))
+
+    print("summary (medians)")
+    print(f"  {'N':<56}{n:>12,}")
+    print(f"  {'COPY seconds (baseline)':<56}{fmt(copy):>12}")
+    print(f"  {'first sync seconds':<56}{fmt(first):>12}")
+    ratio = first / copy if first and copy else None
+    print(f"  {'ratio first sync / COPY':<56}{fmt(ratio):>12}x{verdict(ratio, BUDGET_FIRST_SYNC)}")
+    print(f"  {'unchanged re-sync seconds':<56}{fmt(unchanged):>12}")
+    ratio = unchanged / copy if unchanged and copy else None
+    print(f"  {'ratio unchanged re-sync / COPY':<56}{fmt(ratio):>12}x{verdict(ratio, BUDGET_RESYNC)}")
+    print(f"  {'growth per unchanged model per re-sync, bytes (max)':<56}{fmt(growth, 1):>12}"
+          f"{verdict(growth, BUDGET_GROWTH_BYTES)}")
+    print(f"  {'changed re-sync seconds':<56}{fmt(changed):>12}")
+    ratio = changed / copy if changed and copy else None
+    print(f"  {'ratio changed re-sync / COPY':<56}{fmt(ratio):>12}x")
+    exact = [s for s in syncs if s.kind == "changed"]
+    if exact:
+        print(f"  {'change counts exact (added, removed, changed)':<56}"
+              f"{'yes' if all(s.ok for s in exact) else 'NO':>12}")
+    print(f"  {'peak RSS MB (max over runs)':<56}{fmt(rss, 1):>12}{verdict(rss, BUDGET_RSS_MB)}")
+    if disk:
+        print("  bytes on disk per model after all runs (table + indexes + TOAST):")
+        for name, size in disk["tables"].items():
+            if size >= 64 * 1024:
+                print(f"    {name:<54}{size / n:>12,.0f}")
         if disk["bench_copy_total_bytes"]:
-            print(f"  {'bench_copy bytes per model (total)':<52}{disk['bench_copy_total_bytes'] / n:>14,.0f}")
+            print(f"    {'(baseline: one snapshot row, bench_copy)':<54}{disk['bench_copy_total_bytes'] / n:>12,.0f}")
     if dlts:
         good = [d for d in dlts if d.ok]
         dlt_median = median([d.wall_seconds for d in good]) if good else None
-        print(f"  {'dlt seconds (median, process wall)':<52}{fmt(dlt_median):>14}")
+        print(f"  {'dlt seconds (median, process wall)':<56}{fmt(dlt_median):>12}")
         pipeline_median = median([d.pipeline_seconds for d in good]) if good else None
-        print(f"  {'  of which the pipeline (no Python start/imports)':<52}{fmt(pipeline_median):>14}")
+        print(f"  {'  of which the pipeline (no Python start/imports)':<56}{fmt(pipeline_median):>12}")
         if good:
-            print(f"  {'  pipeline.run: extract/normalize/load':<52}"
-                  f"{fmt(median([d.extract_seconds for d in good]))}/"
-                  f"{fmt(median([d.normalize_seconds for d in good]))}/"
-                  f"{fmt(median([d.load_seconds for d in good]))}")
-            print(f"  {'  dlt peak RSS MB':<52}{fmt(max(d.max_rss_mb for d in good), 1):>14}")
-        ratio = dlt_median / sync_median if dlt_median and sync_median else None
-        print(f"  {'ratio dlt / sync (process wall times)':<52}{fmt(ratio, 1):>14}x")
-        ratio = pipeline_median / sync_median if pipeline_median and sync_median else None
-        print(f"  {'ratio dlt pipeline only / sync':<52}{fmt(ratio, 1):>14}x")
+            print(f"  {'  dlt peak RSS MB':<56}{fmt(max(d.max_rss_mb for d in good), 1):>12}")
+        ratio = dlt_median / first if dlt_median and first else None
+        print(f"  {'ratio dlt / first sync (process wall times)':<56}{fmt(ratio, 1):>12}x")
         for d in dlts:
             if not d.ok:
                 print(f"  !! dlt run {d.run}: {d.problem}")
@@ -766,7 +947,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                "PostgreSQL; see bench/README.md.",
     )
     parser.add_argument("--n", type=int, default=10_000, help="models to serve and sync (default 10000)")
-    parser.add_argument("--runs", type=int, default=1, help="timed syncs (and COPY baselines); medians are reported")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="unchanged re-syncs and COPY baselines (medians are reported); there is always "
+                             "one first sync and one changed re-sync")
+    parser.add_argument("--no-page-cache", action="store_true",
+                        help="generate every page on every request (default: once per listing, then from disk)")
     dlt = parser.add_mutually_exclusive_group()
     dlt.add_argument("--dlt", dest="dlt", action="store_true", help="also time a dlt rest_api pipeline")
     dlt.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip dlt (default)")
@@ -800,8 +985,8 @@ def perf_profile(bench: Bench, hub: FakeHub, run: int) -> None:
         print("perf: not installed, skipped")
         return
     data = bench.work / "perf.data"
-    profiled = bench.run_sync(run, hub, [perf, "record", "-F", "2999", "-g", "-o", str(data), "--",
-                                          str(bench.binary), "sync"])
+    profiled = bench.run_sync(run, "unchanged", hub, [perf, "record", "-F", "2999", "-g", "-o", str(data), "--",
+                                                       str(bench.binary), "sync"])
     print(f"perf: profiled sync took {profiled.process.wall_seconds:.2f} s ({profiled.problem or 'ok'})")
     report = subprocess.run(
         [perf, "report", "-i", str(data), "--stdio", "--no-children", "--sort", "symbol",
@@ -831,27 +1016,52 @@ def main(argv: list[str]) -> int:
     if not bench.binary.exists():
         print(f"no binary at {bench.binary}: run `cargo build --release` (bench/run.sh does)", file=sys.stderr)
         return 2
+    if bench.last_sync_id() != 0:
+        print("the database already holds syncs: the first sync must start from an empty database "
+              "(bench/run.sh starts a fresh cluster)", file=sys.stderr)
+        return 2
     environment = environment_facts(bench)
     syncs: list[SyncRun] = []
     copies: list[CopyRun] = []
     dlts: list[DltRun] = []
     dlt_note = ""
     psql_overhead = 0.0
-    with FakeHub(args.n) as hub:
-        for run in range(1, args.runs + 1):
-            print(f"sync run {run}/{args.runs} ...", flush=True)
-            sync = bench.run_sync(run, hub)
-            syncs.append(sync)
-            print(f"  {sync.process.wall_seconds:.2f} s, exit {sync.process.exit_code}, stored {sync.stored}"
-                  + (f"  !! {sync.problem}" if sync.problem else ""), flush=True)
-            if not sync.ok:
-                show_output(bench, sync)
-                continue
-            if bench.exported_sync is None:
-                bench.export_rows(sync.sync_id)
-                psql_overhead = bench.psql_overhead()
-            print(f"copy run {run}/{args.runs} ...", flush=True)
-            copies.append(bench.run_copy(run))
+    cache = None if args.no_page_cache else bench.work / "pages"
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def sync(kind: str) -> SyncRun:
+        run = len(syncs) + 1
+        print(f"sync {run}: {kind} ...", flush=True)
+        result = bench.run_sync(run, kind, hub)
+        syncs.append(result)
+        print(f"  {result.process.wall_seconds:.2f} s, exit {result.process.exit_code}, "
+              f"{result.stored} rows in the snapshot, changes {result.changes or '{}'}"
+              + (f"  !! {result.problem}" if result.problem else ""), flush=True)
+        if not result.ok:
+            show_output(bench, result)
+        return result
+
+    with FakeHub(args.n, cache) as hub:
+        if cache:
+            print("writing the fake Hub's pages to its cache (not timed) ...", flush=True)
+            hub.warm("base")
+            hub.warm("changed")
+        first = sync("first")
+        if first.ok:
+            bench.export_rows(first.sync_id)
+            psql_overhead = bench.psql_overhead()
+            for run in range(1, args.runs + 1):
+                print(f"copy run {run}/{args.runs} ...", flush=True)
+                copies.append(bench.run_copy(run))
+            print("waiting for autovacuum to process the first sync's tables (not timed) ...", flush=True)
+            waited = bench.settle_autovacuum()
+            print("  " + (f"{waited:.0f} s" if waited is not None else "gave up after 300 s"), flush=True)
+            for _ in range(args.runs):
+                sync("unchanged")
+            hub.use_listing("changed")
+            sync("changed")
+            hub.use_listing("base")
         if args.dlt:
             python, version = bench.dlt_python()
             if python is None:
@@ -861,15 +1071,16 @@ def main(argv: list[str]) -> int:
                 for run in range(1, args.runs + 1):
                     print(f"dlt run {run}/{args.runs} ...", flush=True)
                     dlts.append(bench.run_dlt(run, hub, python))
-        if args.perf and any(s.ok for s in syncs):
-            perf_profile(bench, hub, args.runs + 1)
-    disk = bench.disk() if any(s.sync_id for s in syncs) else None
+        if args.perf and first.ok:
+            perf_profile(bench, hub, len(syncs) + 1)
+    disk = bench.disk() if first.sync_id else None
     print_report(bench, syncs, copies, dlts, dlt_note, disk, psql_overhead, environment)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "n": args.n,
             "environment": environment,
-            "syncs": [asdict(s) | {"models_per_second": s.models_per_second} for s in syncs],
+            "syncs": [asdict(s) | {"models_per_second": s.models_per_second, "growth_bytes": s.growth_bytes}
+                      for s in syncs],
             "copies": [asdict(c) for c in copies],
             "dlt": [asdict(d) for d in dlts],
             "dlt_note": dlt_note,
@@ -881,6 +1092,8 @@ def main(argv: list[str]) -> int:
             bench.db.run(f"DROP TABLE IF EXISTS {table}")
         if bench.export_file:
             bench.export_file.unlink(missing_ok=True)
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
     return 0 if syncs and all(s.ok for s in syncs) and all(d.ok for d in dlts) else 1
 
 

@@ -88,6 +88,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub health: HealthConfig,
     pub logging: LoggingConfig,
+    pub history: HistoryConfig,
     pub redis: RedisConfig,
 }
 
@@ -515,6 +516,28 @@ pub struct LoggingConfig {
     pub level: Option<String>,
 }
 
+/// The sanity rules of history (DESIGN.md §8).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// A complete listing that lacks more than this percent of the source's current models
+    /// removes nothing (`model_sync_sources.removals_held`): an upstream serving a short list
+    /// for a day must not delete half the catalog.
+    pub max_removed_percent: f64,
+    /// A price that moves by at least this factor (or to or from zero) is recorded with a
+    /// `hold_reason` in `model_changes`.
+    pub price_jump_factor: f64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            max_removed_percent: 10.0,
+            price_jump_factor: 10.0,
+        }
+    }
+}
+
 impl Config {
     /// Loads the layers in order; `env` is the process environment (a parameter for tests).
     pub fn load_from(env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
@@ -620,6 +643,12 @@ impl Config {
         }
         if self.writer.batch_size == 0 || self.writer.max_batches_per_second == 0 {
             return invalid("writer.batch_size and writer.max_batches_per_second must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.history.max_removed_percent) {
+            return invalid("history.max_removed_percent must be between 0 and 100".into());
+        }
+        if !(self.history.price_jump_factor > 1.0 && self.history.price_jump_factor.is_finite()) {
+            return invalid("history.price_jump_factor must be a number greater than 1".into());
         }
         if self.redis.enabled() {
             // The URL may hold a password: the error names the setting, never the value.
@@ -894,5 +923,29 @@ mod tests {
         );
         let error = Config::load_from(&env(&[("MODEL_LENS_CONFIG", "/nonexistent.toml")])).unwrap_err();
         assert!(matches!(error, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn history_rules_default_to_the_design_and_refuse_nonsense() {
+        let config = Config::load_from(&env(&[])).unwrap();
+        assert_eq!(config.history.max_removed_percent, 10.0);
+        assert_eq!(config.history.price_jump_factor, 10.0);
+        let raised = Config::load_from(&env(&[("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "50")])).unwrap();
+        assert_eq!(raised.history.max_removed_percent, 50.0);
+        for (key, value, message) in [
+            (
+                "MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT",
+                "150",
+                "history.max_removed_percent",
+            ),
+            (
+                "MODEL_LENS_HISTORY__PRICE_JUMP_FACTOR",
+                "1",
+                "history.price_jump_factor",
+            ),
+        ] {
+            let error = Config::load_from(&env(&[(key, value)])).unwrap_err();
+            assert!(error.to_string().contains(message), "{error}");
+        }
     }
 }

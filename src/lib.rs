@@ -9,6 +9,7 @@ pub mod config;
 pub mod faults;
 pub mod fetch;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod model;
 pub mod progress;

@@ -177,9 +177,10 @@ impl Model {
             .map(|tiers| serde_json::to_string(tiers).expect("price tiers always serialize: strings and integers only"))
     }
 
-    /// A stable fingerprint of the raw record: equal hashes across syncs mean the source said
-    /// exactly the same thing, which is what change detection compares.
-    pub fn content_hash(&self) -> [u8; 16] {
+    /// A fingerprint of the raw record's exact text: equal hashes mean the source sent exactly
+    /// the same bytes (`model_snapshots.content_hash`). Change detection compares the content
+    /// hash of `history::digest` instead, which leaves out volatile values.
+    pub fn record_hash(&self) -> [u8; 16] {
         let digest = blake3::hash(self.raw.as_bytes());
         let mut out = [0u8; 16];
         out.copy_from_slice(&digest.as_bytes()[..16]);

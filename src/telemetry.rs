@@ -16,6 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 use crate::config::{LogFormat, LoggingConfig};
+use crate::history::ChangeKind;
 use crate::model::{RejectReason, Source};
 
 pub const SYNC_RUNS_TOTAL: &str = "model_lens_sync_runs_total";
@@ -36,10 +37,12 @@ pub const HEALTH_CHECK_OK: &str = "model_lens_health_check_ok";
 pub const DATABASE_UP: &str = "model_lens_database_up";
 pub const SOURCE_NEW_FIELDS: &str = "model_lens_source_new_fields";
 pub const SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "model_lens_source_last_success_timestamp_seconds";
+pub const MODEL_CHANGES_TOTAL: &str = "model_lens_model_changes_total";
+pub const REMOVALS_HELD_TOTAL: &str = "model_lens_removals_held_total";
 pub const REDIS_PUBLISH_TOTAL: &str = "model_lens_redis_publish_total";
 
 /// Every metric name this process exports, for tests and for the dashboard check.
-pub const ALL_METRICS: [&str; 19] = [
+pub const ALL_METRICS: [&str; 21] = [
     SYNC_RUNS_TOTAL,
     SYNC_DURATION_SECONDS,
     LAST_SUCCESSFUL_SYNC_TIMESTAMP_SECONDS,
@@ -58,6 +61,8 @@ pub const ALL_METRICS: [&str; 19] = [
     DATABASE_UP,
     SOURCE_NEW_FIELDS,
     SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    MODEL_CHANGES_TOTAL,
+    REMOVALS_HELD_TOTAL,
     REDIS_PUBLISH_TOTAL,
 ];
 
@@ -133,7 +138,10 @@ fn describe_and_initialize() {
         "Time to fetch all pages of a source."
     );
     describe_gauge!(SOURCE_MODELS, "Models stored for a source by the last finished sync.");
-    describe_counter!(MODELS_STORED_TOTAL, "Rows committed to model_snapshots.");
+    describe_counter!(
+        MODELS_STORED_TOTAL,
+        "Models a sync recorded (its rows of model_snapshots), unchanged ones included."
+    );
     describe_counter!(
         MODELS_REJECTED_TOTAL,
         "Records quarantined in model_rejects, by reason."
@@ -158,6 +166,14 @@ fn describe_and_initialize() {
         "Unix time of the end of the last sync in which the source succeeded."
     );
     describe_counter!(
+        MODEL_CHANGES_TOTAL,
+        "Changes recorded in model_changes (added, removed, changed, reappeared)."
+    );
+    describe_counter!(
+        REMOVALS_HELD_TOTAL,
+        "Complete listings whose removals were held (they lacked too much of the source)."
+    );
+    describe_counter!(
         REDIS_PUBLISH_TOTAL,
         "Publications of the catalog to Redis after a sync, by outcome."
     );
@@ -180,6 +196,10 @@ fn describe_and_initialize() {
         for reason in RejectReason::ALL {
             counter!(MODELS_REJECTED_TOTAL, "source" => source, "reason" => reason.as_str()).absolute(0);
         }
+        for kind in ChangeKind::ALL {
+            counter!(MODEL_CHANGES_TOTAL, "source" => source, "kind" => kind.as_str()).absolute(0);
+        }
+        counter!(REMOVALS_HELD_TOTAL, "source" => source).absolute(0);
     }
     gauge!(SYNC_IN_PROGRESS).set(0.0);
     for outcome in REDIS_PUBLISH_OUTCOMES {
@@ -262,6 +282,16 @@ pub fn source_new_fields(source: Source, count: usize) {
 /// database, so a restart keeps the gauge).
 pub fn source_succeeded(source: Source, unix_seconds: f64) {
     gauge!(SOURCE_LAST_SUCCESS_TIMESTAMP_SECONDS, "source" => source.as_str()).set(unix_seconds);
+}
+
+/// Changes committed to `model_changes`.
+pub fn model_changes(source: Source, kind: ChangeKind, count: u64) {
+    counter!(MODEL_CHANGES_TOTAL, "source" => source.as_str(), "kind" => kind.as_str()).increment(count);
+}
+
+/// A complete listing lacked too much of its source: nothing was removed.
+pub fn removals_held(source: Source) {
+    counter!(REMOVALS_HELD_TOTAL, "source" => source.as_str()).increment(1);
 }
 
 /// The catalog of a sync was published to Redis (`success`), or not (`error`, `timeout`).

@@ -88,15 +88,38 @@ async fn the_owner_migrates_and_the_runtime_role_syncs_without_schema_rights() {
     assert_ne!(health.code, 2, "{health:?}");
     let history = as_app.run(&["syncs", "--json"]).await;
     assert_eq!(history.code, 0, "{history:?}");
+    // A second sync against another models.dev listing: history versions, changes, removals
+    // and the end of the listings in the final transaction (TEMP tables, DELETE of the sync's
+    // scratch), all as the runtime role.
+    let older = FixtureServer::start_with_models_dev("modelsdev_api_2025-11.json").await;
+    let changed = BinaryEnv::new(&db, &older)
+        .set("DATABASE_URL", &as_role(&db, "model_lens_app"))
+        .set("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "100");
+    let second = changed.run(&["sync"]).await;
+    assert_eq!(second.code, 0, "{second:?}");
+    for kind in ["changed", "removed"] {
+        let count = db
+            .count(&format!(
+                "SELECT count(*) FROM model_changes WHERE source = 'models_dev' AND kind = '{kind}'"
+            ))
+            .await;
+        assert!(count > 0, "{kind}: {count}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM model_sync_seen").await, 0);
+    let changes = changed.run(&["changes", "--json"]).await;
+    assert_eq!(changes.code, 0, "{changes:?}");
+    let stored = db.count("SELECT count(*) FROM model_snapshots").await;
 
     // ...and nothing more.
     let app = connect_as(&db, "model_lens_app").await;
     for statement in [
         "CREATE TABLE model_intruder (id int)",
-        "DROP TABLE model_snapshots",
+        "DROP VIEW model_snapshots",
+        "DROP TABLE model_versions",
         "ALTER TABLE model_syncs ADD COLUMN intruder int",
         "CREATE SCHEMA intruder",
         "TRUNCATE model_rejects",
+        "TRUNCATE model_sync_seen",
     ] {
         let error = app.batch_execute(statement).await.expect_err(statement);
         assert_eq!(

@@ -844,6 +844,95 @@ async fn a_crashed_writer_is_restarted_counted_and_the_sync_still_succeeds() {
 }
 
 #[tokio::test]
+async fn the_changes_feed_pages_by_cursor_and_the_history_api_answers_one_model() {
+    let db = TestDb::create().await;
+    let older = FixtureServer::start_with_models_dev("modelsdev_api_2025-11.json").await;
+    let newer = FixtureServer::start_with_models_dev("modelsdev_api.json").await;
+    let models_dev_only = |server: &FixtureServer| {
+        worker_env(&db, server)
+            .source("openrouter", "enabled", "false")
+            .source("huggingface", "enabled", "false")
+            .unset("ARTIFICIAL_ANALYSIS_API_KEY")
+            .set("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "50")
+    };
+    assert_eq!(models_dev_only(&older).run(&["sync"]).await.code, 0);
+    assert_eq!(models_dev_only(&newer).run(&["sync"]).await.code, 0);
+    let total = db.count("SELECT count(*) FROM model_changes").await;
+    assert!(total > 3000, "{total}");
+
+    let worker = Worker::start(&models_dev_only(&newer).set("ADMIN_TOKEN", TOKEN)).await;
+    let (status, body) = worker.get("/api/changes", None).await;
+    assert_eq!(status, 401, "the feed follows the admin routes' auth: {body}");
+    let (status, body) = worker.get("/api/history?source=models_dev&model_id=x", None).await;
+    assert_eq!(status, 401, "{body}");
+
+    // The feed: pages of at most `limit`, ordered by id, until a page comes back empty with
+    // the same cursor.
+    let mut after = 0;
+    let mut seen = 0;
+    loop {
+        let (status, body) = worker
+            .get(&format!("/api/changes?after={after}&limit=1000"), Some(TOKEN))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let changes = page["changes"].as_array().unwrap();
+        assert!(changes.len() <= 1000);
+        let ids: Vec<i64> = changes.iter().map(|c| c["id"].as_i64().unwrap()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ordered by id");
+        assert!(ids.first().is_none_or(|first| *first > after));
+        let next = page["next_after"].as_i64().unwrap();
+        if changes.is_empty() {
+            assert_eq!(next, after);
+            break;
+        }
+        assert_eq!(next, *ids.last().unwrap());
+        for change in changes {
+            for column in [
+                "sync_id",
+                "source",
+                "provider",
+                "model_id",
+                "kind",
+                "fields",
+                "created_at",
+            ] {
+                assert!(change.get(column).is_some(), "{column} in {change}");
+            }
+        }
+        seen += changes.len() as i64;
+        after = next;
+    }
+    assert_eq!(seen, total);
+
+    let (status, body) = worker
+        .get(
+            "/api/history?source=models_dev&provider=openrouter&model_id=google/gemma-3n-e4b-it",
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    let model = &history["models"][0];
+    assert_eq!(model["versions"].as_array().unwrap().len(), 2, "{model}");
+    assert_eq!(model["versions"][1]["input_price_per_mtok"], "0.02", "{model}");
+    assert_eq!(model["changes"][0]["kind"], "changed", "{model}");
+    let (status, _) = worker
+        .get("/api/history?source=models_dev&model_id=no-such-model", Some(TOKEN))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = worker.get("/api/history?source=nowhere&model_id=x", Some(TOKEN)).await;
+    assert_eq!(status, 400);
+
+    let metrics = worker.metrics().await;
+    for kind in ["added", "removed", "changed", "reappeared"] {
+        let series = format!("model_lens_model_changes_total{{source=\"models_dev\",kind=\"{kind}\"}}");
+        assert!(sample(&metrics, &series).is_some(), "{series} in:\n{metrics}");
+    }
+    assert!(sample(&metrics, "model_lens_removals_held_total{source=\"huggingface\"}").is_some());
+}
+
+#[tokio::test]
 async fn a_dead_supervisor_or_health_monitor_makes_serve_exit_with_a_failure() {
     let server = FixtureServer::start().await;
     for fault in ["supervisor_force_sync", "health_evaluate=3"] {

@@ -273,11 +273,11 @@ async fn every_fetched_record_is_stored_rejected_or_counted_as_a_duplicate() {
 
 /// Makes PostgreSQL refuse the row of `refused` for its data (a CHECK constraint), and fail the
 /// first insert of `transient` with a serialization failure (a transient error).
-async fn sabotage_model_snapshots(db: &TestDb, refused: &str, transient: Option<&str>) {
+async fn sabotage_model_versions(db: &TestDb, refused: &str, transient: Option<&str>) {
     let client = db.client().await;
     client
         .batch_execute(&format!(
-            "ALTER TABLE model_snapshots ADD CONSTRAINT test_refused CHECK (model_id <> '{refused}')"
+            "ALTER TABLE model_versions ADD CONSTRAINT test_refused CHECK (model_id <> '{refused}')"
         ))
         .await
         .unwrap();
@@ -292,7 +292,7 @@ async fn sabotage_model_snapshots(db: &TestDb, refused: &str, transient: Option<
                    END IF;
                    RETURN NEW;
                  END $$;
-                 CREATE TRIGGER test_transient_once BEFORE INSERT ON model_snapshots
+                 CREATE TRIGGER test_transient_once BEFORE INSERT ON model_versions
                    FOR EACH ROW EXECUTE FUNCTION test_transient_once();"
             ))
             .await
@@ -317,7 +317,7 @@ async fn sync_three_records_into_a_sabotaged_table(
     let env = huggingface_only(&db, &fixtures, &scripted).set(setting.0, setting.1);
     assert_eq!(env.run(&["migrate"]).await.code, 0);
     let id = |index: usize| items[index]["id"].as_str().unwrap().to_string();
-    sabotage_model_snapshots(&db, &id(refused), transient.map(id).as_deref()).await;
+    sabotage_model_versions(&db, &id(refused), transient.map(id).as_deref()).await;
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let (status, fetched, stored, rejected, _, _) = huggingface_result(&db).await;

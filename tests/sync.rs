@@ -234,11 +234,15 @@ async fn migrations_apply_once_even_when_two_processes_start_together() {
         db.count("SELECT count(*) FROM model_lens_migrations").await,
         model_lens_sync::store::migrations::MIGRATIONS.len() as i64
     );
+    // model_snapshots is a view over the versions since 0006 (DESIGN.md §8): its old indexes
+    // became these.
     for index in [
-        "idx_model_snapshots_sync_id",
-        "idx_model_snapshots_synced_at",
-        "idx_model_snapshots_source",
-        "idx_model_snapshots_provider",
+        "model_keys_unique",
+        "model_versions_pkey",
+        "model_versions_current",
+        "model_versions_source_valid_to",
+        "model_volatile_series_pkey",
+        "idx_model_changes_sync_id",
     ] {
         assert_eq!(
             db.count(&format!("SELECT count(*) FROM pg_indexes WHERE indexname = '{index}'"))
@@ -308,7 +312,8 @@ async fn the_fencing_migration_upgrades_a_database_that_holds_syncs_and_loses_no
         .await
         .query_one(
             "SELECT s.status, s.models_fetched, s.models_stored, s.models_rejected, s.models_duplicates,
-                    s.owner_token, (SELECT count(*) FROM model_snapshots), (SELECT count(*) FROM model_rejects)
+                    s.owner_token, (SELECT count(*) FROM model_snapshots WHERE sync_id = 1),
+                    (SELECT count(*) FROM model_rejects)
                FROM model_syncs s WHERE id = 1",
             &[],
         )
@@ -398,6 +403,13 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
         openrouter == 0 || openrouter == fixture_records("openrouter"),
         "{openrouter}"
     );
+    // The killed sync's scratch of recorded keys stays until the recovery.
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_sync_seen WHERE sync_id = 1 AND source = 'openrouter'")
+            .await
+            > 0,
+        openrouter > 0
+    );
 
     let next = BinaryEnv::new(&db, &server).run(&["sync"]).await;
     assert_eq!(next.code, 0, "{next:?}");
@@ -411,6 +423,9 @@ async fn kill_9_in_the_middle_of_a_sync_never_leaves_a_success_and_the_next_star
         0
     );
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
+    // The recovery deleted what the interrupted sync recorded, the final record what the next
+    // one did.
+    assert_eq!(db.count("SELECT count(*) FROM model_sync_seen").await, 0);
 }
 
 #[tokio::test]
@@ -469,9 +484,11 @@ async fn restart_postgres_during_a_sync(immediate: bool) {
 #[tokio::test]
 async fn a_resent_page_changes_nothing_and_repeats_are_counted_or_quarantined() {
     use model_lens_sync::config::DatabaseConfig;
+    use model_lens_sync::history::{self, Digest};
     use model_lens_sync::model::{Model, RejectReason, Source};
     use model_lens_sync::report::{SourceStatus, Trigger};
     use model_lens_sync::store::batch::{write_batch, PageData};
+    use model_lens_sync::store::history::{HistoryRules, SyncHistory};
     use model_lens_sync::store::syncs::SyncFence;
     use model_lens_sync::store::{connect_pool, migrations, syncs, StoreError};
 
@@ -480,28 +497,31 @@ async fn a_resent_page_changes_nothing_and_repeats_are_counted_or_quarantined() 
     migrations::migrate(&database).await.unwrap();
     let plan = [(Source::OpenRouter, SourceStatus::Running, None)];
     let owner_token = SyncFence::new_token();
-    let (sync_id, synced_at) = syncs::create_sync(&database, Trigger::Cli, &plan, &owner_token)
+    let (sync_id, _) = syncs::create_sync(&database, Trigger::Cli, &plan, &owner_token)
         .await
         .unwrap();
     let fence = SyncFence { sync_id, owner_token };
+    let history = SyncHistory::new(HistoryRules::default());
     let model = |id: &str, raw: &str| Model::new(Source::OpenRouter, "acme".into(), id.into(), raw.into());
-    fn page(page_no: u64, models: &[Model]) -> PageData<'_> {
+    fn page<'a>(page_no: u64, models: &'a [Model], digests: &'a [Digest]) -> PageData<'a> {
         PageData {
             source: Source::OpenRouter,
             page_no,
             models,
+            digests,
             rejects: &[],
             duplicates: 0,
         }
     }
+    let digests = |models: &[Model]| -> Vec<Digest> { models.iter().map(history::digest).collect() };
     let first = [model("a", r#"{"id":"acme/a"}"#), model("b", r#"{"id":"acme/b"}"#)];
 
-    let written = write_batch(&database, &fence, synced_at, &[page(1, &first)], &[])
+    let written = write_batch(&database, &fence, &history, &[page(1, &first, &digests(&first))], &[])
         .await
         .unwrap();
     assert_eq!(written.stored.get(&Source::OpenRouter), Some(&2));
     // The same page again (a restart, a commit acknowledged late): skipped whole.
-    let resent = write_batch(&database, &fence, synced_at, &[page(1, &first)], &[])
+    let resent = write_batch(&database, &fence, &history, &[page(1, &first, &digests(&first))], &[])
         .await
         .unwrap();
     assert_eq!(
@@ -515,7 +535,7 @@ async fn a_resent_page_changes_nothing_and_repeats_are_counted_or_quarantined() 
         model("c", r#"{"id":"acme/c"}"#),
         model("b", r#"{"id":"acme/b"}"#),
     ];
-    let outcome = write_batch(&database, &fence, synced_at, &[page(2, &second)], &[])
+    let outcome = write_batch(&database, &fence, &history, &[page(2, &second, &digests(&second))], &[])
         .await
         .unwrap();
     assert_eq!(outcome.stored.get(&Source::OpenRouter), Some(&1));
@@ -548,7 +568,7 @@ async fn a_resent_page_changes_nothing_and_repeats_are_counted_or_quarantined() 
         .await
         .unwrap();
     let third = [model("d", r#"{"id":"acme/d"}"#)];
-    let fenced = write_batch(&database, &fence, synced_at, &[page(3, &third)], &[]).await;
+    let fenced = write_batch(&database, &fence, &history, &[page(3, &third, &digests(&third))], &[]).await;
     assert!(matches!(fenced, Err(StoreError::Fenced { .. })), "{fenced:?}");
     assert_eq!(db.count("SELECT count(*) FROM model_snapshots").await, 3);
 }
@@ -670,8 +690,9 @@ async fn a_table_lock_held_longer_than_the_statement_timeout_delays_the_sync_but
         .set("MODEL_LENS_WRITER__RETRY_BASE_MS", "200");
     assert_eq!(env.run(&["migrate"]).await.code, 0);
     let holder = db.client().await;
+    // The table the writer writes (model_snapshots is a view over it since 0006).
     holder
-        .batch_execute("BEGIN; LOCK TABLE model_snapshots IN ACCESS EXCLUSIVE MODE")
+        .batch_execute("BEGIN; LOCK TABLE model_versions IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let mut child = Running::start(&env, &["sync"]);

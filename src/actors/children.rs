@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use tokio::sync::Semaphore;
 
@@ -52,12 +51,10 @@ impl Spawner<'_> {
     pub async fn writer(
         &mut self,
         fence: &SyncFence,
-        synced_at: DateTime<Utc>,
         gates: &HashMap<Source, Arc<Semaphore>>,
     ) -> Result<ActorRef<WriterMsg>, String> {
         let args = WriterArgs {
             fence: fence.clone(),
-            synced_at,
             services: self.services.clone(),
             supervisor: self.supervisor.clone(),
             gates: gates.clone(),

@@ -5,8 +5,9 @@
 //! row lock, which waits for a batch still committing, so the counts are exact.
 //!
 //! A source's end as the final record needs it, including whether its listing may not be whole
-//! (`SourceEnd::truncated`), goes to `store::syncs::finalize_sync`, whose one transaction is
-//! where whatever closes with a source (history versions) belongs.
+//! (`SourceEnd::truncated`), goes to `store::syncs::finalize_sync`, whose one transaction also
+//! applies the end of each succeeded listing to history (what a whole listing lacked is
+//! removed, what a truncated one lacked goes out of window) and deletes the sync's scratch.
 
 use chrono::Utc;
 

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use ractor::RpcReplyPort;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::history::Digest;
 use crate::model::{Model, Reject, Source, SourceSelection};
 use crate::report::{SyncReport, Trigger};
 use crate::sources::pagination::ListingCount;
@@ -61,6 +62,8 @@ pub struct RawPage {
 pub struct PageRows {
     pub ticket: PageTicket,
     pub models: Vec<Model>,
+    /// `history::digest` of each model, in the same order.
+    pub digests: Vec<Digest>,
     pub rejects: Vec<Reject>,
     /// The distinct top-level keys of the page's models (recorded for the drift alarm).
     pub fields: Vec<String>,

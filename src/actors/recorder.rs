@@ -19,9 +19,11 @@ use crate::actors::lock_keeper::LockKeeper;
 use crate::actors::messages::SupervisorMsg;
 use crate::backoff::Backoff;
 use crate::config::WriterConfig;
+use crate::history::{ChangeKind, ListingEnd};
 use crate::model::Source;
 use crate::report::{SourceReport, SourceStatus, SyncReport, SyncStatus};
 use crate::store::fields;
+use crate::store::history::{HistoryRules, ListingSummary};
 use crate::store::retry::retry_transient;
 use crate::store::syncs::{self, SourceEnd, SyncFence};
 use crate::store::{Database, StoreError};
@@ -54,6 +56,7 @@ impl Recorder {
         database: Database,
         fence: SyncFence,
         retries: &WriterConfig,
+        rules: HistoryRules,
         supervisor: ActorRef<SupervisorMsg>,
     ) -> Recorder {
         let (jobs, queue) = mpsc::unbounded_channel();
@@ -62,6 +65,7 @@ impl Recorder {
             fence,
             backoff: retries.retry_backoff(),
             max_retries: retries.max_retries,
+            rules,
             supervisor: supervisor.clone(),
         };
         let span = tracing::info_span!("recorder", sync_id = worker.fence.sync_id);
@@ -91,6 +95,7 @@ struct Worker {
     fence: SyncFence,
     backoff: Backoff,
     max_retries: u32,
+    rules: HistoryRules,
     supervisor: ActorRef<SupervisorMsg>,
 }
 
@@ -149,12 +154,19 @@ impl Worker {
             end.new_fields = self.drift(end.source).await;
         }
         let written = retry_transient(self.backoff, self.max_retries, "sync result", || {
-            syncs::finalize_sync(&self.database, &self.fence, status, error.as_deref(), &sources)
+            syncs::finalize_sync(
+                &self.database,
+                &self.fence,
+                status,
+                error.as_deref(),
+                &sources,
+                &self.rules,
+            )
         })
         .await;
         match &written {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
+            Ok(Some(listings)) => report_listings(listings),
+            Ok(None) => tracing::warn!(
                 status = status.as_str(),
                 "the sync was ended by another process (the sync lock was lost); its record is left as that process wrote it"
             ),
@@ -217,5 +229,20 @@ impl Worker {
         }
         telemetry::source_new_fields(source, new_fields.len());
         Some(new_fields)
+    }
+}
+
+/// What the end of each listing did to history, to the metrics and the log.
+fn report_listings(listings: &[(Source, ListingSummary)]) {
+    for (source, summary) in listings {
+        if summary.removed > 0 {
+            telemetry::model_changes(*source, ChangeKind::Removed, summary.removed);
+        }
+        if let ListingEnd::Hold(cause) = summary.end {
+            telemetry::removals_held(*source);
+            tracing::warn!(%source, %cause, "removals held: the models the listing lacked stay current");
+        } else if summary.closed > 0 {
+            tracing::info!(%source, closed = summary.closed, removed = summary.removed, "closed the versions the listing lacked");
+        }
     }
 }

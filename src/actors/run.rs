@@ -150,7 +150,7 @@ impl SyncRun {
                 },
             );
         }
-        match spawner.writer(&run.fence, run.started_at, &run.gates).await {
+        match spawner.writer(&run.fence, &run.gates).await {
             Ok(writer) => run.writer = Some(writer),
             Err(error) => {
                 run.fail_unfinished(spawner, &error).await;
@@ -352,7 +352,7 @@ impl SyncRun {
         if self.writer.is_some() || self.is_complete() {
             return;
         }
-        match spawner.writer(&self.fence, self.started_at, &self.gates).await {
+        match spawner.writer(&self.fence, &self.gates).await {
             Ok(writer) => {
                 self.writer = Some(writer);
                 let waiting: Vec<(Source, u32)> = self

@@ -22,6 +22,7 @@ use crate::actors::run::SyncRun;
 use crate::actors::Services;
 use crate::model::SourceSelection;
 use crate::report::{SyncReport, Trigger};
+use crate::store::history::HistoryRules;
 use crate::store::syncs::SyncFence;
 use crate::telemetry;
 
@@ -318,6 +319,7 @@ async fn sync_started(
             owner_token: started.owner_token.clone(),
         },
         &state.services.config.writer,
+        HistoryRules::from(&state.services.config.history),
         myself.clone(),
     );
     let mut spawner = Spawner {

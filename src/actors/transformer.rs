@@ -1,7 +1,7 @@
 //! One transformer per source per sync: parses each raw page off the async threads, applies
-//! the page-level rules (truncation to `max_models`, duplicates within the page), and streams
-//! the rows and rejects to the writer. A page that cannot be parsed at all, or a parser panic,
-//! fails the source, never the process.
+//! the page-level rules (truncation to `max_models`, duplicates within the page), computes the
+//! records' history digests, and streams the rows and rejects to the writer. A page that cannot
+//! be parsed at all, or a parser panic, fails the source, never the process.
 //!
 //! A writer (or supervisor) that is gone is not this transformer's crash: the writer's own
 //! exit reaches the supervisor, which replaces it and restarts this source without charging
@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
 use crate::actors::messages::{PageRows, RawPage, SupervisorMsg, TransformerMsg, WriterMsg};
+use crate::history::{self, Digest};
 use crate::model::{ParsedPage, Reject, RejectReason};
 use crate::sources::parse_payload;
 
@@ -57,17 +58,23 @@ impl Actor for Transformer {
             let source = key.source;
             // Parsing is CPU work: keep it off the async worker threads. A panic inside comes
             // back as a JoinError instead of unwinding through this actor.
+            // The digests that history compares records by are computed here too, in
+            // parallel with the writer's database work rather than on its path.
             let parsed = tokio::task::spawn_blocking(move || {
                 crate::faults::maybe_panic_for("parser", source);
-                match max_records {
+                let parsed = match max_records {
                     Some(max) => parse_payload(source, &first_records(&body, max)),
                     None => parse_payload(source, &body),
-                }
+                };
+                parsed.map(|mut parsed| {
+                    let duplicates = quarantine_duplicates(&mut parsed);
+                    let digests: Vec<Digest> = parsed.models.iter().map(history::digest).collect();
+                    (parsed, duplicates, digests)
+                })
             })
             .await;
             let error = match parsed {
-                Ok(Ok(mut parsed)) => {
-                    let duplicates = quarantine_duplicates(&mut parsed);
+                Ok(Ok((parsed, duplicates, digests))) => {
                     tracing::debug!(
                         models = parsed.models.len(),
                         rejects = parsed.rejects.len(),
@@ -77,6 +84,7 @@ impl Actor for Transformer {
                     let rows = WriterMsg::Page(PageRows {
                         ticket,
                         models: parsed.models,
+                        digests,
                         rejects: parsed.rejects,
                         fields: parsed.fields,
                         duplicates,

@@ -12,7 +12,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Semaphore;
@@ -22,6 +21,7 @@ use crate::actors::messages::{PageKey, PageRows, SupervisorMsg, WriterMsg};
 use crate::actors::Services;
 use crate::model::Source;
 use crate::store::batch::{write_batch, write_page_row_by_row, BatchOutcome, PageData};
+use crate::store::history::{HistoryRules, SyncHistory};
 use crate::store::retry::retry_transient;
 use crate::store::syncs::SyncFence;
 use crate::store::StoreError;
@@ -32,7 +32,6 @@ pub struct Writer;
 pub struct WriterArgs {
     /// The sync the batches belong to, and the owner token every batch checks.
     pub fence: SyncFence,
-    pub synced_at: DateTime<Utc>,
     pub services: Services,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The sources' in-flight slots: when one has none left, its fetcher waits on us.
@@ -50,6 +49,8 @@ pub struct WriterState {
     recorded_fields: HashMap<Source, HashSet<String>>,
     limiter: DefaultDirectRateLimiter,
     flush_interval: Duration,
+    /// The `[history]` rules and the keys this sync recorded.
+    history: SyncHistory,
 }
 
 impl Actor for Writer {
@@ -67,6 +68,7 @@ impl Actor for Writer {
         let per_second = NonZeroU32::new(writer_config.max_batches_per_second).unwrap_or(NonZeroU32::MIN);
         let flush_interval = Duration::from_millis(writer_config.flush_interval_ms.max(1));
         myself.send_after(flush_interval, || WriterMsg::FlushTick);
+        let history = SyncHistory::new(HistoryRules::from(&args.services.config.history));
         Ok(WriterState {
             args,
             buffer: Vec::new(),
@@ -76,6 +78,7 @@ impl Actor for Writer {
             recorded_fields: HashMap::new(),
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
             flush_interval,
+            history,
         })
     }
 
@@ -171,6 +174,9 @@ async fn flush(myself: &ActorRef<WriterMsg>, state: &mut WriterState) {
             telemetry::models_rejected(*source, *reason, *count);
             state.args.services.progress.records_committed(*source, *count);
         }
+        for ((source, kind), count) in &outcome.changes {
+            telemetry::model_changes(*source, *kind, *count);
+        }
         tracing::debug!(
             pages = written.committed.len(),
             rows,
@@ -218,20 +224,17 @@ fn page_data(page: &PageRows) -> PageData<'_> {
         source: page.ticket.key.source,
         page_no: page.ticket.key.page_no,
         models: &page.models,
+        digests: &page.digests,
         rejects: &page.rejects,
         duplicates: page.duplicates,
     }
 }
 
 async fn write_pages(state: &WriterState, pages: &[PageRows], fields: &[(Source, String)]) -> Written {
-    let (database, fence, synced_at) = (&state.args.services.database, &state.args.fence, state.args.synced_at);
+    let (database, fence, history) = (&state.args.services.database, &state.args.fence, &state.history);
     let data: Vec<PageData<'_>> = pages.iter().map(page_data).collect();
     let keys = || pages.iter().map(|page| page.ticket.key).collect::<Vec<_>>();
-    let error = match with_retries(state, "batch", || {
-        write_batch(database, fence, synced_at, &data, fields)
-    })
-    .await
-    {
+    let error = match with_retries(state, "batch", || write_batch(database, fence, history, &data, fields)).await {
         Ok(outcome) => {
             return Written {
                 committed: keys(),
@@ -255,7 +258,7 @@ async fn write_pages(state: &WriterState, pages: &[PageRows], fields: &[(Source,
         // The batch's new record keys go with the first page that commits.
         let page_fields = if written.fields_recorded { &[][..] } else { fields };
         match with_retries(state, "page written row by row", || {
-            write_page_row_by_row(database, fence, synced_at, data, page_fields)
+            write_page_row_by_row(database, fence, history, data, page_fields)
         })
         .await
         {

@@ -1,9 +1,11 @@
 //! The command line (DESIGN.md §2): one file per command, this file parses and dispatches.
 
+mod changes;
 mod database;
 mod health;
 mod history;
 mod migrate;
+mod model_history;
 mod models;
 mod progress;
 mod publish;
@@ -16,6 +18,8 @@ use clap::{Parser, Subcommand};
 pub use database::DatabaseSession;
 
 use crate::config::Config;
+use crate::history::ChangeKind;
+use crate::model::Source;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +27,8 @@ use crate::config::Config;
     version,
     about = "Keeps an always-fresh, queryable history of the AI-model landscape in PostgreSQL",
     long_about = "Fetches models.dev, OpenRouter, Hugging Face and Artificial Analysis, normalizes every \
-                  record and stores a time-stamped snapshot of each sync in PostgreSQL.\n\n\
+                  record and keeps its history in PostgreSQL: each distinct version of a model once, and \
+                  what changed (`changes`, `history`).\n\n\
                   Configuration: config/default.toml (or MODEL_LENS_CONFIG), MODEL_LENS_<SECTION>__<KEY> \
                   variables, DATABASE_URL (unset: an embedded PostgreSQL under .model-lens/postgres)."
 )]
@@ -81,6 +86,49 @@ pub enum Command {
     },
     /// Apply the database migrations of sql/ (also done at the start of serve and sync).
     Migrate,
+    /// Show what changed: models added, removed, repriced or otherwise changed (default: the
+    /// syncs that started in the last 24 hours).
+    Changes {
+        /// Changes recorded by the syncs after this sync id (instead of the last 24 hours).
+        #[arg(long, value_name = "N")]
+        since_sync: Option<i64>,
+        /// Only this source (models_dev, openrouter, huggingface, artificial_analysis).
+        #[arg(long, value_parser = parse_source)]
+        source: Option<Source>,
+        /// Only this kind of change (added, removed, changed, reappeared).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<ChangeKind>,
+        /// At most this many changes, oldest first.
+        #[arg(long, default_value_t = 500)]
+        limit: i64,
+        /// Print a JSON array of model_changes rows instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one model's versions with their validity, its price timeline and its changes
+    /// (exit 1 when the source never listed it).
+    History {
+        /// The source that lists the model.
+        #[arg(long, value_parser = parse_source)]
+        source: Source,
+        /// The provider (models.dev lists a model under several); default: every provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The source's own id of the model.
+        model_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_source(name: &str) -> Result<Source, String> {
+    Source::parse(name).ok_or_else(|| {
+        format!("unknown source {name:?}; one of models_dev, openrouter, huggingface, artificial_analysis")
+    })
+}
+
+fn parse_kind(name: &str) -> Result<ChangeKind, String> {
+    ChangeKind::parse(name).ok_or_else(|| format!("unknown kind {name:?}; one of added, removed, changed, reappeared"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,5 +186,27 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<i32> {
         Command::Trigger { url, sources } => trigger::run(config, url, &sources).await,
         Command::Migrate => migrate::run(config).await,
         Command::Publish => publish::run(config).await,
+        Command::Changes {
+            since_sync,
+            source,
+            kind,
+            limit,
+            json,
+        } => {
+            let args = changes::ChangesArgs {
+                since_sync,
+                source,
+                kind,
+                limit,
+                json,
+            };
+            changes::run(config, args).await
+        }
+        Command::History {
+            source,
+            provider,
+            model_id,
+            json,
+        } => model_history::run(config, source, provider, model_id, json).await,
     }
 }

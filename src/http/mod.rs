@@ -1,9 +1,11 @@
-//! The HTTP surface of `serve` (DESIGN.md §5): the admin API, health and readiness probes, and
-//! `/metrics`, all on one port so that one scrape target and one firewall rule suffice.
+//! The HTTP surface of `serve` (DESIGN.md §5): the admin API, the history reads (§8), health and
+//! readiness probes, and `/metrics`, all on one port so that one scrape target and one firewall
+//! rule suffice.
 
 mod admin;
 mod auth;
 mod catalog;
+mod history;
 mod probes;
 mod server;
 
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router {
     let config = &state.services.config.http;
     let admin = Router::new()
         .route("/api/admin/sync-models", get(admin::list_syncs).post(admin::force_sync))
+        .route("/api/changes", get(history::changes_feed))
+        .route("/api/history", get(history::model_history))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .route("/healthz", get(probes::healthz))

@@ -87,6 +87,38 @@ pub fn members(object: &[u8]) -> Result<Vec<Member<'_>>, SplitError> {
     Ok(container(object, b'{')?.into_iter().map(member).collect())
 }
 
+/// One member of an object as it is written: its quoted key (escapes not decoded), its value
+/// and the whole member, all slices of the object's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawMember<'a> {
+    pub quoted_key: &'a [u8],
+    pub value: &'a [u8],
+    pub text: &'a [u8],
+}
+
+/// The members of the JSON object `object` as written, without decoding their keys (no
+/// allocation per member: for callers that compare keys and copy members, such as history's
+/// record digests). `None` when `object` is not an object or a member is not `"key": value`.
+pub fn raw_members(object: &[u8]) -> Option<Vec<RawMember<'_>>> {
+    container(object, b'{')
+        .ok()?
+        .into_iter()
+        .map(|slot| {
+            let text = slot.bytes;
+            if text.first() != Some(&b'"') {
+                return None;
+            }
+            let key_end = string_end(text, 0)?;
+            let value = trim(&text[key_end..]).strip_prefix(b":")?;
+            Some(RawMember {
+                quoted_key: &text[..key_end],
+                value: trim(value),
+                text,
+            })
+        })
+        .collect()
+}
+
 /// The keys of the top-level members of the JSON object `object`, in order, decoded
 /// (borrowed when a key holds no escape). A member that cannot be read has no key to give and
 /// is skipped: callers that must judge members use [`members`].

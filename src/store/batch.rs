@@ -1,13 +1,14 @@
 //! The write of one batch of pages, in one transaction with their rejects and their entry in
-//! `model_sync_pages`: binary COPY straight into `model_snapshots` (the fast path, at the
-//! machine's COPY speed), or, when that hits a key already stored, binary COPY into a
-//! per-session staging table and `INSERT … ON CONFLICT DO NOTHING`.
+//! `model_sync_pages`: the models go to history (`store::history`: new keys and versions by
+//! binary COPY, volatile series, changes, and the keys the sync recorded; an unchanged model
+//! writes no row).
 //!
 //! Exactly once, whatever is re-sent: a page whose entry is already in `model_sync_pages` (a
 //! restart sent it again, or a retried batch had in fact committed) is skipped whole, so its
-//! rows and its counts are written once. Within the pages written now, every record either adds
-//! a row, adds a reject (a record whose key was already stored in this sync with other content
-//! is quarantined as `duplicate_id`), or is identical to a record already stored or quarantined
+//! rows and its counts are written once. Within the pages written now, every record is either
+//! recorded (new, changed or unchanged: it counts as stored, `model_sync_sources.snapshot_rows`),
+//! adds a reject (a record whose key was already recorded in this sync with other content is
+//! quarantined as `duplicate_id`), or is identical to a record already recorded or quarantined
 //! in this sync, which counts as a duplicate. So for every source, always:
 //! fetched = stored + rejected + duplicates.
 //!
@@ -18,55 +19,17 @@ use std::collections::BTreeMap;
 use std::error::Error;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{DateTime, Utc};
-use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::error::SqlState;
 
+use crate::history::{ChangeKind, Digest};
 use crate::model::{Model, Reject, RejectReason, Source};
+use crate::store::history::{self, HistoryRules, Incoming, SeenKeys, SyncHistory};
 use crate::store::syncs::SyncFence;
 use crate::store::{Database, StoreError};
 
-const SNAPSHOT_COLUMNS: &str = "sync_id, source, provider, model_id, name, context_length, \
-    max_output_tokens, input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok, \
-    cache_write_price_per_mtok, input_modalities, output_modalities, supports_tools, \
-    supports_reasoning, open_weights, release_date, downloads, likes, intelligence_index, data, \
-    content_hash, synced_at, price_tiers, status, expires_on, intelligence_index_version";
-
-const SNAPSHOT_TYPES: [Type; 27] = [
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::TEXT_ARRAY,
-    Type::TEXT_ARRAY,
-    Type::BOOL,
-    Type::BOOL,
-    Type::BOOL,
-    Type::DATE,
-    Type::INT8,
-    Type::INT8,
-    Type::NUMERIC,
-    Type::JSONB,
-    Type::BYTEA,
-    Type::TIMESTAMPTZ,
-    Type::JSONB,
-    Type::TEXT,
-    Type::DATE,
-    Type::TEXT,
-];
-
 /// JSON text sent as `jsonb` without re-serializing it (binary jsonb is a version byte + text).
 #[derive(Debug)]
-struct JsonText<'a>(&'a str);
+pub struct JsonText<'a>(pub &'a str);
 
 impl ToSql for JsonText<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
@@ -90,15 +53,26 @@ pub struct PageData<'a> {
     pub source: Source,
     pub page_no: u64,
     pub models: &'a [Model],
+    /// `history::digest` of each model, in the same order (the transformer computes them).
+    pub digests: &'a [Digest],
     pub rejects: &'a [Reject],
     /// Records the transformer dropped as identical repeats within the page.
     pub duplicates: u64,
 }
 
-impl PageData<'_> {
+impl<'a> PageData<'a> {
     /// Every record the page held.
     pub fn records(&self) -> u64 {
         (self.models.len() + self.rejects.len()) as u64 + self.duplicates
+    }
+
+    /// The page's models with their digests, as history takes them.
+    fn incoming(&self) -> impl Iterator<Item = Incoming<'a>> + 'a {
+        debug_assert_eq!(self.models.len(), self.digests.len(), "a digest per model");
+        self.models
+            .iter()
+            .zip(self.digests)
+            .map(|(model, digest)| Incoming { model, digest: *digest })
     }
 }
 
@@ -106,9 +80,12 @@ impl PageData<'_> {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchOutcome {
     pub fetched: BTreeMap<Source, u64>,
+    /// Models recorded (new, changed or unchanged).
     pub stored: BTreeMap<Source, u64>,
     pub rejected: BTreeMap<(Source, RejectReason), u64>,
     pub duplicates: BTreeMap<Source, u64>,
+    /// The changes written, by kind.
+    pub changes: BTreeMap<(Source, ChangeKind), u64>,
     /// Pages already committed earlier (sent again), skipped.
     pub skipped_pages: usize,
 }
@@ -127,6 +104,9 @@ impl BatchOutcome {
         for (source, rows) in other.duplicates {
             *self.duplicates.entry(source).or_default() += rows;
         }
+        for (key, rows) in other.changes {
+            *self.changes.entry(key).or_default() += rows;
+        }
         self.skipped_pages += other.skipped_pages;
     }
 
@@ -140,13 +120,31 @@ impl BatchOutcome {
 }
 
 /// Writes the pages of one sync in a single transaction, with the record keys the drift alarm
-/// has not yet seen in this sync (`fields`, see [`crate::store::fields`]). A batch PostgreSQL
-/// refuses for its data fails as a whole ([`StoreError::is_data_error`]); write its pages with
-/// [`write_page_row_by_row`] then.
+/// has not yet seen in this sync (`fields`, see [`crate::store::fields`]). `history` holds the
+/// `[history]` rules and what the sync recorded so far (loaded from the database when unknown,
+/// and forgotten after a failure, whose commit may or may not have happened). A batch
+/// PostgreSQL refuses for its data fails as a whole ([`StoreError::is_data_error`]); write its
+/// pages with [`write_page_row_by_row`] then.
 pub async fn write_batch(
     database: &Database,
     fence: &SyncFence,
-    synced_at: DateTime<Utc>,
+    history: &SyncHistory,
+    pages: &[PageData<'_>],
+    fields: &[(Source, String)],
+) -> Result<BatchOutcome, StoreError> {
+    let mut seen = history.lock_seen(database, fence.sync_id).await?;
+    let written = write_batch_once(database, fence, &history.rules, seen.keys(), pages, fields).await;
+    if written.is_err() {
+        seen.forget();
+    }
+    written
+}
+
+async fn write_batch_once(
+    database: &Database,
+    fence: &SyncFence,
+    rules: &HistoryRules,
+    seen: &mut SeenKeys,
     pages: &[PageData<'_>],
     fields: &[(Source, String)],
 ) -> Result<BatchOutcome, StoreError> {
@@ -159,9 +157,9 @@ pub async fn write_batch(
         skipped_pages,
         ..BatchOutcome::default()
     };
-    let models: Vec<&Model> = new_pages.iter().flat_map(|page| page.models.iter()).collect();
+    let models: Vec<Incoming<'_>> = new_pages.iter().flat_map(PageData::incoming).collect();
     let rejects: Vec<&Reject> = new_pages.iter().flat_map(|page| page.rejects.iter()).collect();
-    insert_models(&transaction, fence.sync_id, synced_at, &models, &mut outcome).await?;
+    history::write_models(&transaction, fence.sync_id, rules, seen, &models, &mut outcome).await?;
     insert_rejects(&transaction, fence.sync_id, &rejects, &mut outcome).await?;
     count_duplicates(&transaction, fence.sync_id, &new_pages, &mut outcome).await?;
     transaction.commit().await?;
@@ -172,11 +170,27 @@ pub async fn write_batch(
 /// data: a row PostgreSQL refuses becomes a reject with the database's reason, the others are
 /// stored. One transaction for the page (so it is written once, like any page); any error that
 /// is not about a row's data rolls the page back for the caller to retry or give up. `fields`
-/// as for [`write_batch`].
+/// and `history` as for [`write_batch`].
 pub async fn write_page_row_by_row(
     database: &Database,
     fence: &SyncFence,
-    synced_at: DateTime<Utc>,
+    history: &SyncHistory,
+    page: &PageData<'_>,
+    fields: &[(Source, String)],
+) -> Result<BatchOutcome, StoreError> {
+    let mut seen = history.lock_seen(database, fence.sync_id).await?;
+    let written = write_page_row_by_row_once(database, fence, &history.rules, seen.keys(), page, fields).await;
+    if written.is_err() {
+        seen.forget();
+    }
+    written
+}
+
+async fn write_page_row_by_row_once(
+    database: &Database,
+    fence: &SyncFence,
+    rules: &HistoryRules,
+    seen: &mut SeenKeys,
     page: &PageData<'_>,
     fields: &[(Source, String)],
 ) -> Result<BatchOutcome, StoreError> {
@@ -193,10 +207,12 @@ pub async fn write_page_row_by_row(
         return Ok(outcome);
     }
     let mut refused = Vec::new();
-    for model in page.models {
+    for incoming in page.incoming() {
+        let model = incoming.model;
         let row = transaction.savepoint("one_row").await?;
         let mut written = BatchOutcome::default();
-        match insert_models(&row, fence.sync_id, synced_at, &[model], &mut written).await {
+        // A row rolled back recorded no key: `write_models` adds them only once it succeeded.
+        match history::write_models(&row, fence.sync_id, rules, seen, &[incoming], &mut written).await {
             Ok(()) => {
                 row.commit().await?;
                 outcome.merge(written);
@@ -252,84 +268,8 @@ async fn claim_pages<'a>(
     Ok((new_pages, skipped))
 }
 
-/// Stores models (fast path, or staging and `ON CONFLICT` when a key is already there),
-/// quarantining a record whose key was stored with other content.
-async fn insert_models(
-    transaction: &tokio_postgres::Transaction<'_>,
-    sync_id: i64,
-    synced_at: DateTime<Utc>,
-    models: &[&Model],
-    outcome: &mut BatchOutcome,
-) -> Result<(), StoreError> {
-    if models.is_empty() {
-        return Ok(());
-    }
-    if copy_directly(transaction, sync_id, synced_at, models).await? {
-        for model in models {
-            *outcome.stored.entry(model.source).or_default() += 1;
-        }
-        return Ok(());
-    }
-    transaction
-        .batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staging_snapshots
-                (LIKE model_snapshots INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-             TRUNCATE staging_snapshots",
-        )
-        .await?;
-    copy_rows(transaction, "staging_snapshots", sync_id, synced_at, models).await?;
-    let inserted = transaction
-        .query(
-            &format!(
-                "WITH inserted AS (
-                    INSERT INTO model_snapshots ({SNAPSHOT_COLUMNS})
-                    SELECT {SNAPSHOT_COLUMNS} FROM staging_snapshots
-                    ON CONFLICT (sync_id, source, provider, model_id) DO NOTHING
-                    RETURNING source)
-                 SELECT source, count(*) FROM inserted GROUP BY source"
-            ),
-            &[],
-        )
-        .await?;
-    let mut inserted_total = 0u64;
-    for row in inserted {
-        let rows = row.get::<_, i64>(1) as u64;
-        inserted_total += rows;
-        if let Some(source) = Source::parse(row.get(0)) {
-            *outcome.stored.entry(source).or_default() += rows;
-        }
-    }
-    // The others are either identical to a stored record (duplicates, counted by the caller)
-    // or the same key with other content: quarantine those.
-    if inserted_total < models.len() as u64 {
-        let quarantined = transaction
-            .query(
-                "WITH quarantined AS (
-                    INSERT INTO model_rejects (sync_id, source, reason, detail, model_id, raw, raw_hash)
-                    SELECT s.sync_id, s.source, 'duplicate_id',
-                           'another record with the same provider and id was already stored in this sync',
-                           s.model_id, s.data::text, s.content_hash
-                      FROM staging_snapshots s
-                      JOIN model_snapshots m USING (sync_id, source, provider, model_id)
-                     WHERE m.content_hash <> s.content_hash
-                    ON CONFLICT DO NOTHING
-                    RETURNING source)
-                 SELECT source, count(*) FROM quarantined GROUP BY source",
-                &[],
-            )
-            .await?;
-        for row in quarantined {
-            if let Some(source) = Source::parse(row.get(0)) {
-                *outcome.rejected.entry((source, RejectReason::DuplicateId)).or_default() +=
-                    row.get::<_, i64>(1) as u64;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Quarantines rejects; one identical to a reject already recorded in this sync adds nothing.
-async fn insert_rejects(
+pub(crate) async fn insert_rejects(
     transaction: &tokio_postgres::Transaction<'_>,
     sync_id: i64,
     rejects: &[&Reject],
@@ -402,83 +342,6 @@ async fn count_duplicates(
                 .await?;
         }
     }
-    Ok(())
-}
-
-/// The fast path: COPY straight into `model_snapshots`, inside a savepoint. It succeeds for
-/// every first write of a batch; a key already stored (a re-sent batch, or an id listed twice)
-/// makes it fail with a unique violation, and the caller takes the staging path, which sorts
-/// re-sends from duplicates. Returns whether the rows are in.
-async fn copy_directly(
-    transaction: &tokio_postgres::Transaction<'_>,
-    sync_id: i64,
-    synced_at: DateTime<Utc>,
-    models: &[&Model],
-) -> Result<bool, StoreError> {
-    transaction.batch_execute("SAVEPOINT direct_copy").await?;
-    match copy_rows(transaction, "model_snapshots", sync_id, synced_at, models).await {
-        Ok(()) => {
-            transaction.batch_execute("RELEASE SAVEPOINT direct_copy").await?;
-            Ok(true)
-        }
-        Err(StoreError::Postgres(error)) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            transaction.batch_execute("ROLLBACK TO SAVEPOINT direct_copy").await?;
-            Ok(false)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Binary COPY of the rows into `table` (which has the columns of `model_snapshots`).
-async fn copy_rows(
-    transaction: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    sync_id: i64,
-    synced_at: DateTime<Utc>,
-    models: &[&Model],
-) -> Result<(), StoreError> {
-    let sink = transaction
-        .copy_in(&format!("COPY {table} ({SNAPSHOT_COLUMNS}) FROM STDIN (FORMAT binary)"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &SNAPSHOT_TYPES);
-    pin_mut!(writer);
-    for model in models {
-        let hash = model.content_hash();
-        let price_tiers = model.price_tiers_json();
-        writer
-            .as_mut()
-            .write(&[
-                &sync_id,
-                &model.source.as_str(),
-                &model.provider,
-                &model.model_id,
-                &model.name,
-                &model.context_length,
-                &model.max_output_tokens,
-                &model.input_price_per_mtok,
-                &model.output_price_per_mtok,
-                &model.cache_read_price_per_mtok,
-                &model.cache_write_price_per_mtok,
-                &model.input_modalities,
-                &model.output_modalities,
-                &model.supports_tools,
-                &model.supports_reasoning,
-                &model.open_weights,
-                &model.release_date,
-                &model.downloads,
-                &model.likes,
-                &model.intelligence_index,
-                &JsonText(&model.raw),
-                &&hash[..],
-                &synced_at,
-                &price_tiers.as_deref().map(JsonText),
-                &model.status,
-                &model.expires_on,
-                &model.intelligence_index_version,
-            ])
-            .await?;
-    }
-    writer.finish().await?;
     Ok(())
 }
 

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0005_sync_fencing_and_pages.sql"),
     },
     Migration {
+        version: 6,
+        name: "0006_history.sql",
+        sql: include_str!("../../sql/0006_history.sql"),
+    },
+    Migration {
         version: 7,
         name: "0007_catalog_indexes.sql",
         sql: include_str!("../../sql/0007_catalog_indexes.sql"),

@@ -1,10 +1,12 @@
 //! Everything that talks to PostgreSQL: the pool, migrations, the embedded cluster, the
-//! sync bookkeeping queries and the batch write.
+//! sync bookkeeping queries, the batch write and history (versions, changes).
 
 pub mod batch;
+pub mod changes;
 pub mod catalog;
 pub mod embedded;
 pub mod fields;
+pub mod history;
 pub mod migrations;
 pub mod pool;
 pub mod retry;

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::history::ListingOutcome;
 use crate::model::Source;
 use crate::report::{SourceReport, SourceStatus, SyncReport, SyncStatus, Trigger};
+use crate::store::history::{self, HistoryRules, ListingSummary};
 use crate::store::{Database, StoreError};
 
 /// Key of the advisory lock held for the whole of a sync (arbitrary, fixed, documented).
@@ -219,17 +221,23 @@ pub struct SourceEnd {
 
 /// Writes a sync's final status and every source's final row in one transaction, with the
 /// counts taken from the tables (the truth, whatever was retried or re-sent):
-/// fetched = the records of the committed pages, stored = rows, rejected = quarantined records,
-/// duplicates = as the batches counted them. Fenced: `Ok(false)` (and nothing written) when
-/// the sync is no longer ours and running. Taking the sync's row lock first waits for any batch
-/// still committing, so nothing of this sync can commit after its counts are taken.
+/// fetched = the records of the committed pages, stored = the models recorded
+/// (`snapshot_rows`, counted by the batches), rejected = quarantined records,
+/// duplicates = as the batches counted them. In the same transaction, the end of each
+/// succeeded source's listing is applied to history (`store::history::end_source_listing`:
+/// what a whole listing lacked is removed, what a truncated one lacked goes out of window)
+/// and the sync's scratch (`model_sync_seen`) is emptied. Fenced: `Ok(None)` (and nothing
+/// written) when the sync is no longer ours and running; else what each listing's end did.
+/// Taking the sync's row lock first waits for any batch still committing, so nothing of this
+/// sync can commit after its counts are taken.
 pub async fn finalize_sync(
     database: &Database,
     fence: &SyncFence,
     status: SyncStatus,
     error: Option<&str>,
     sources: &[SourceEnd],
-) -> Result<bool, StoreError> {
+    rules: &HistoryRules,
+) -> Result<Option<Vec<(Source, ListingSummary)>>, StoreError> {
     let mut client = database.pool.get().await?;
     let transaction = client.transaction().await?;
     let ours = transaction
@@ -239,15 +247,27 @@ pub async fn finalize_sync(
         )
         .await?;
     if ours.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
+    let mut listings = Vec::new();
+    for end in sources {
+        let listing = match end.status {
+            SourceStatus::Success => ListingOutcome::Succeeded {
+                truncated: end.truncated,
+            },
+            _ => ListingOutcome::Failed,
+        };
+        let summary = history::end_source_listing(&transaction, fence.sync_id, end.source, listing, rules).await?;
+        listings.push((end.source, summary));
+    }
+    history::forget_seen(&transaction, &[fence.sync_id]).await?;
     let statement = transaction
         .prepare(
             "UPDATE model_sync_sources s
                 SET status = $3, error = $4, http_requests = $5, bytes = $6, duration_ms = $7, new_fields = $8,
                     models_fetched = (SELECT coalesce(sum(records), 0)::bigint FROM model_sync_pages p
                                        WHERE p.sync_id = $1 AND p.source = $2),
-                    models_stored = (SELECT count(*) FROM model_snapshots m WHERE m.sync_id = $1 AND m.source = $2),
+                    models_stored = s.snapshot_rows,
                     models_rejected = (SELECT count(*) FROM model_rejects r WHERE r.sync_id = $1 AND r.source = $2),
                     models_duplicates = coalesce(s.models_duplicates, 0)
               WHERE s.sync_id = $1 AND s.source = $2",
@@ -287,7 +307,7 @@ pub async fn finalize_sync(
         )
         .await?;
     transaction.commit().await?;
-    Ok(true)
+    Ok(Some(listings))
 }
 
 /// Marks syncs left `running` by a process that died (or lost the sync lock) as
@@ -317,6 +337,19 @@ pub async fn mark_orphans_interrupted(database: &Database, _lock: &SyncLock) -> 
             )
             .await?;
     }
+    // What the interrupted syncs recorded, and what any sync that ended without its final
+    // record left (none is running now: the lock is ours and the orphans were just marked).
+    let ended: Vec<i64> = transaction
+        .query(
+            "SELECT DISTINCT x.sync_id FROM model_sync_seen x
+              WHERE NOT EXISTS (SELECT 1 FROM model_syncs s WHERE s.id = x.sync_id AND s.status = 'running')",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    history::forget_seen(&transaction, &ended).await?;
     transaction.commit().await?;
     Ok(ids)
 }

@@ -8,6 +8,8 @@ pub mod api_server;
 pub mod capture;
 pub mod evil_server;
 pub mod fixture_server;
+pub mod hf_listing;
+pub mod legacy;
 pub mod redis_server;
 pub mod scripted_server;
 pub mod tls_cluster;
