@@ -1,13 +1,16 @@
 //! Reads of the current catalog: one page for `GET /api/models` and `models`, a source's rows
 //! streamed in chunks for the Redis publisher, and the size of each source's catalog.
 //!
-//! "Current" is defined in two places side by side, and nowhere else: [`CURRENT_SYNCS`]
-//! (which sync holds each source's current rows) and [`current_rows_of`] (those rows). Moving
-//! the current state to another storage changes these two.
+//! "Current" is history's current versions (DESIGN.md §8 and §10): the view `model_catalog`
+//! (`sql/0007_catalog_indexes.sql`), one row per model whose version is still valid, with the
+//! current volatile values, and [`CATALOG_BY_KEYS`], the same rows read from `model_keys` (the
+//! downloads order, and streaming a source). A row's `sync_id` / `synced_at` are those of its
+//! source's latest successful sync ([`CURRENT_SYNCS`]); a source that never succeeded has no
+//! catalog.
 //!
-//! A page is read per source, each source's rows in the requested order from an index
-//! (`sql/0007_catalog_indexes.sql`), a few rows each, then merged: the cost follows the page
-//! size, not the catalog size, also deep into a cursor walk.
+//! A page is read per source, each source's rows in the requested order from an index of
+//! `0007`, a few rows each, then merged: the cost follows the page size, not the catalog size,
+//! also deep into a cursor walk.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -17,55 +20,78 @@ use crate::catalog::{CatalogModel, CatalogPage, CatalogQuery, Cursor, Order, Sor
 use crate::model::Source;
 use crate::store::{Database, StoreError};
 
-/// Per source, the sync whose rows are its current catalog: its latest success in a finished
-/// sync. A source that failed or was skipped later keeps that success's rows (its last known
-/// state); syncs still running are not read, their sources may still be writing.
+/// Per source, its latest success in a finished sync: the sync a catalog row names. Syncs still
+/// running are not named (their sources may still be writing).
 const CURRENT_SYNCS: &str = "
-SELECT DISTINCT ON (ss.source) ss.source, ss.sync_id, s.started_at, ss.models_stored
+SELECT DISTINCT ON (ss.source) ss.source, ss.sync_id, s.started_at
   FROM model_sync_sources ss
   JOIN model_syncs s ON s.id = ss.sync_id
  WHERE ss.status = 'success' AND s.status <> 'running'
  ORDER BY ss.source, ss.sync_id DESC";
 
-/// The current rows of one source (`source` and `sync_id` are SQL parameters), to which a
-/// query adds `AND` conditions.
-fn current_rows_of(source: &str, sync_id: &str) -> String {
-    format!("FROM model_snapshots WHERE source = {source} AND sync_id = {sync_id}")
-}
+/// The rows of `model_catalog` driven from `model_keys` instead of the versions, for the
+/// downloads order: downloads are volatile and live in `model_keys`, whose index
+/// `model_keys_catalog_downloads` holds that order; each key's current version is one primary
+/// key probe (`latest_from_sync` is the `valid_from_sync` of the key's latest version). Also
+/// the cheaper way to stream a whole source (one probe per row, or a hash join).
+const CATALOG_BY_KEYS: &str = "(SELECT k.source, k.provider, k.model_id, v.name, v.context_length,
+        v.max_output_tokens, v.input_price_per_mtok, v.output_price_per_mtok,
+        v.cache_read_price_per_mtok, v.cache_write_price_per_mtok, v.price_tiers,
+        v.input_modalities, v.output_modalities, v.supports_tools, v.supports_reasoning,
+        v.open_weights, v.release_date, v.status, v.expires_on, k.downloads, k.likes,
+        v.intelligence_index, v.intelligence_index_version
+   FROM model_keys k
+   JOIN model_versions v
+     ON v.key_id = k.id AND v.valid_from_sync = k.latest_from_sync AND v.valid_to_sync IS NULL
+  WHERE k.closed_as IS NULL) AS catalog_by_keys";
 
-/// The stored columns of [`CatalogModel`], as read inside a source's branch.
-const RAW_COLUMNS: &str = "source, provider, model_id, name, context_length, max_output_tokens,
-    input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok,
-    cache_write_price_per_mtok, price_tiers, input_modalities, output_modalities,
-    supports_tools, supports_reasoning, open_weights, release_date, status, expires_on,
-    downloads, likes, intelligence_index, intelligence_index_version, sync_id, synced_at";
+/// The size of each source's catalog: an index-only count of the current versions.
+const CURRENT_SIZES: &str = "SELECT source, count(*) FROM model_versions WHERE valid_to_sync IS NULL GROUP BY source";
 
-/// The select list that turns those columns into a [`CatalogModel`] (numerics as text, so
-/// they reach the reader exactly as PostgreSQL holds them).
+/// The stored columns of [`CatalogModel`], as read from `model_catalog` (numerics as text, so
+/// they reach the reader exactly as PostgreSQL holds them). `sync_id` and `synced_at` come from
+/// the source's [`SourceCatalog`].
 const MODEL_COLUMNS: &str = "source, provider, model_id, name, context_length, max_output_tokens,
     input_price_per_mtok::text, output_price_per_mtok::text, cache_read_price_per_mtok::text,
     cache_write_price_per_mtok::text, price_tiers, input_modalities, output_modalities,
     supports_tools, supports_reasoning, open_weights, release_date, status, expires_on,
-    downloads, likes, intelligence_index::text, intelligence_index_version, sync_id, synced_at";
+    downloads, likes, intelligence_index::text, intelligence_index_version";
 
-/// A source's current sync.
+/// The same columns as read inside a source's branch of a page, before the merge converts them.
+const RAW_COLUMNS: &str = "source, provider, model_id, name, context_length, max_output_tokens,
+    input_price_per_mtok, output_price_per_mtok, cache_read_price_per_mtok,
+    cache_write_price_per_mtok, price_tiers, input_modalities, output_modalities,
+    supports_tools, supports_reasoning, open_weights, release_date, status, expires_on,
+    downloads, likes, intelligence_index, intelligence_index_version";
+
+/// A source's catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceCatalog {
     pub source: Source,
+    /// Its latest successful sync.
     pub sync_id: i64,
     /// When that sync started (the rows' `synced_at`).
     pub synced_at: DateTime<Utc>,
-    /// Its rows, as counted in the database when the sync ended.
+    /// Its current models.
     pub models: i64,
 }
 
-/// Every source's current sync and size (cheap: no scan of the rows). Sources that never
+/// Every source's catalog: its latest successful sync and its size. Sources that never
 /// succeeded are absent.
 pub async fn source_sizes(database: &Database) -> Result<Vec<SourceCatalog>, StoreError> {
     let client = database.pool.get().await?;
-    current_syncs(&**client).await
+    let mut current = current_syncs(&**client).await?;
+    let sizes = client.query(CURRENT_SIZES, &[]).await?;
+    for catalog in &mut current {
+        catalog.models = sizes
+            .iter()
+            .find(|row| row.get::<_, &str>(0) == catalog.source.as_str())
+            .map_or(0, |row| row.get(1));
+    }
+    Ok(current)
 }
 
+/// Every source's latest successful sync, without the sizes (`models` is 0).
 async fn current_syncs(client: &impl tokio_postgres::GenericClient) -> Result<Vec<SourceCatalog>, StoreError> {
     let rows = client.query(CURRENT_SYNCS, &[]).await?;
     Ok(rows
@@ -75,15 +101,19 @@ async fn current_syncs(client: &impl tokio_postgres::GenericClient) -> Result<Ve
                 source: Source::parse(row.get(0))?,
                 sync_id: row.get(1),
                 synced_at: row.get(2),
-                models: row.get(3),
+                models: 0,
             })
         })
         .collect())
 }
 
-fn model_from_row(row: &Row) -> CatalogModel {
-    CatalogModel {
-        source: row.get(0),
+/// A row of [`MODEL_COLUMNS`], stamped with its source's sync (`None`: a source without a
+/// success, which no query reads).
+fn model_from_row(row: &Row, current: &[SourceCatalog]) -> Option<CatalogModel> {
+    let source: String = row.get(0);
+    let sync = current.iter().find(|c| c.source.as_str() == source)?;
+    Some(CatalogModel {
+        source,
         provider: row.get(1),
         model_id: row.get(2),
         name: row.get(3),
@@ -106,9 +136,9 @@ fn model_from_row(row: &Row) -> CatalogModel {
         likes: row.get(20),
         intelligence_index: row.get(21),
         intelligence_index_version: row.get(22),
-        sync_id: row.get(23),
-        synced_at: row.get(24),
-    }
+        sync_id: sync.sync_id,
+        synced_at: sync.synced_at,
+    })
 }
 
 /// The sort column and the SQL type its cursor value is cast to; `None` for the key order.
@@ -148,7 +178,7 @@ impl Params {
     }
 }
 
-/// Builds the page query for the sources' current syncs. The order is the sort value, NULLs
+/// Builds the page query over the sources' catalogs. The order is the sort value, NULLs
 /// last, then the key `(source, provider, model_id)`, everything in the requested direction
 /// (so one ascending index serves both directions: forward or backward). Each source
 /// contributes at most `limit + 1` rows read by ranges an index serves directly: after a
@@ -194,41 +224,53 @@ fn page_sql(query: &CatalogQuery, current: &[SourceCatalog]) -> Option<(String, 
                 _ => None,
             }
         });
-        // The condition of each range to read, in page order. Within a range the order always
-        // names the sort column, even where it is constant (ties, NULLs): that points the
-        // planner at the sort key's index. Ordered by the model key alone, it walked the
-        // unique key and filtered, e.g. 292,000 rows to find no NULL download (0.47 s).
-        let mut ranges: Vec<String> = Vec::new();
+        // The condition of each range to read, in page order, with the order that points the
+        // planner at the index serving it. Ties name the sort column although it is constant
+        // there: its index holds them in key order. The NULLs of a content column are not in
+        // its index (`0007` indexes only values): they are read in key order from the key
+        // index, skipping the rows that have one (nearly none in the big source, the Hugging
+        // Face hub, which has no prices, context lengths or indices). Downloads' index holds
+        // the NULLs too: ordered by the model key alone, their range walked the key order and
+        // filtered, e.g. 292,000 rows to find no NULL download (0.47 s).
+        let nulls_in_index = query.sort == SortKey::Downloads;
+        let mut ranges: Vec<(String, bool)> = Vec::new();
+        // (condition, whether the range is ordered by the sort column)
         match (column, &query.after, &cursor_value, ties) {
-            (None, None, _, _) => ranges.push(String::new()),
-            (None, Some(_), _, Some(ties)) => ranges.push(ties),
+            (None, None, _, _) => ranges.push((String::new(), false)),
+            (None, Some(_), _, Some(ties)) => ranges.push((ties, false)),
             (None, Some(_), _, None) => {}
             (Some((column, _)), None, _, _) => {
-                ranges.push(format!(" AND {column} IS NOT NULL"));
-                ranges.push(format!(" AND {column} IS NULL"));
+                ranges.push((format!(" AND {column} IS NOT NULL"), true));
+                ranges.push((format!(" AND {column} IS NULL"), nulls_in_index));
             }
             (Some((column, _)), Some(_), Some(value), ties) => {
                 if let Some(ties) = ties {
-                    ranges.push(format!(" AND {column} = {value}{ties}"));
+                    ranges.push((format!(" AND {column} = {value}{ties}"), true));
                 }
-                ranges.push(format!(" AND {column} {beyond} {value}"));
-                ranges.push(format!(" AND {column} IS NULL"));
+                ranges.push((format!(" AND {column} {beyond} {value}"), true));
+                ranges.push((format!(" AND {column} IS NULL"), nulls_in_index));
             }
             // After a row without a value only NULLs remain.
-            (Some((column, _)), Some(_), None, Some(ties)) => ranges.push(format!(" AND {column} IS NULL{ties}")),
+            (Some((column, _)), Some(_), None, Some(ties)) => {
+                ranges.push((format!(" AND {column} IS NULL{ties}"), nulls_in_index))
+            }
             (Some(_), Some(_), None, None) => {}
         }
         if ranges.is_empty() {
             continue;
         }
-        let order = match column {
-            None => by_key.clone(),
-            Some((column, _)) => format!("{column} {direction}, {by_key}"),
-        };
         let source = params.add(current.source.as_str().to_string());
-        let sync_id = params.add(current.sync_id);
-        let rows = format!("{} {filters}", current_rows_of(&source, &sync_id));
-        for condition in ranges {
+        let relation = if query.sort == SortKey::Downloads {
+            CATALOG_BY_KEYS
+        } else {
+            "model_catalog"
+        };
+        let rows = format!("FROM {relation} WHERE source = {source}{filters}");
+        for (condition, by_column) in ranges {
+            let order = match column {
+                Some((column, _)) if by_column => format!("{column} {direction}, {by_key}"),
+                _ => by_key.clone(),
+            };
             branches.push(format!(
                 "(SELECT {RAW_COLUMNS} {rows}{condition} ORDER BY {order} LIMIT {limit})"
             ));
@@ -263,7 +305,7 @@ pub async fn page(database: &Database, query: &CatalogQuery) -> Result<CatalogPa
     };
     let params: Vec<&(dyn ToSql + Sync)> = params.0.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let rows = client.query(&sql, &params).await?;
-    let mut models: Vec<CatalogModel> = rows.iter().map(model_from_row).collect();
+    let mut models: Vec<CatalogModel> = rows.iter().filter_map(|row| model_from_row(row, &current)).collect();
     let more = models.len() > query.limit as usize;
     models.truncate(query.limit as usize);
     let next_after = more
@@ -278,7 +320,8 @@ pub async fn page(database: &Database, query: &CatalogQuery) -> Result<CatalogPa
 /// (a portal does); a `REPEATABLE READ` one gives a consistent view for the whole read.
 pub struct SourceRows<'a> {
     transaction: &'a Transaction<'a>,
-    portal: Option<Portal>,
+    /// The portal, and the source's sync the rows name; `None` when the source has no catalog.
+    portal: Option<(Portal, SourceCatalog)>,
     chunk: i32,
 }
 
@@ -293,13 +336,11 @@ impl<'a> SourceRows<'a> {
             None => None,
             Some(current) => {
                 let statement = transaction
-                    .prepare(&format!("SELECT {MODEL_COLUMNS} {}", current_rows_of("$1", "$2")))
+                    .prepare(&format!(
+                        "SELECT {MODEL_COLUMNS} FROM {CATALOG_BY_KEYS} WHERE source = $1"
+                    ))
                     .await?;
-                Some(
-                    transaction
-                        .bind(&statement, &[&source.as_str(), &current.sync_id])
-                        .await?,
-                )
+                Some((transaction.bind(&statement, &[&source.as_str()]).await?, current))
             }
         };
         Ok(SourceRows {
@@ -311,11 +352,14 @@ impl<'a> SourceRows<'a> {
 
     /// The next rows; empty when the source is exhausted.
     pub async fn next_chunk(&mut self) -> Result<Vec<CatalogModel>, StoreError> {
-        let Some(portal) = &self.portal else {
+        let Some((portal, current)) = &self.portal else {
             return Ok(Vec::new());
         };
         let rows = self.transaction.query_portal(portal, self.chunk).await?;
-        Ok(rows.iter().map(model_from_row).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|row| model_from_row(row, std::slice::from_ref(current)))
+            .collect())
     }
 }
 
@@ -377,18 +421,23 @@ mod tests {
         // Descending, ties too: huggingface (the cursor's source) reads its ties before the
         // key, the values below, the NULLs; openrouter sorts before huggingface, so it comes
         // earlier in this order and has nothing left but its values below and its NULLs.
-        assert_eq!(sql.matches("(SELECT ").count(), 5, "{sql}");
+        assert_eq!(
+            sql.matches(" LIMIT $").count(),
+            5 + 1,
+            "five ranges and the merge: {sql}"
+        );
+        assert_eq!(
+            sql.matches("FROM model_keys k").count(),
+            5,
+            "downloads: from the keys: {sql}"
+        );
         assert_eq!(sql.matches("downloads < $").count(), 2, "{sql}");
         assert_eq!(sql.matches("(provider, model_id) < ($").count(), 1, "{sql}");
         assert!(
             every_parameter_used(&sql, &params),
             "PostgreSQL cannot type an unused parameter: {sql}"
         );
-        assert_eq!(
-            params.0.len(),
-            10,
-            "provider, q, limit, value, key x2, source+sync x2: {sql}"
-        );
+        assert_eq!(params.0.len(), 8, "provider, q, limit, value, key x2, source x2: {sql}");
         let mut key_order = query.clone();
         key_order.sort = SortKey::Key;
         key_order.after = Some(Cursor {

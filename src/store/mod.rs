@@ -2,8 +2,8 @@
 //! sync bookkeeping queries, the batch write and history (versions, changes).
 
 pub mod batch;
-pub mod changes;
 pub mod catalog;
+pub mod changes;
 pub mod embedded;
 pub mod fields;
 pub mod history;

@@ -485,7 +485,8 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .transaction
             .copy_in(
                 "COPY model_keys (source, provider, model_id, id, first_sync_id, latest_from_sync,
-                                  content_hash, record_hash, columns_hash) FROM STDIN (FORMAT binary)",
+                                  content_hash, record_hash, columns_hash, downloads, likes)
+                 FROM STDIN (FORMAT binary)",
             )
             .await?;
         let types = [
@@ -498,6 +499,8 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             Type::BYTEA,
             Type::BYTEA,
             Type::BYTEA,
+            Type::INT8,
+            Type::INT8,
         ];
         let writer = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(writer);
@@ -518,6 +521,8 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &item.known_content_hash(),
                     &&item.row.digest.record[..],
                     &&item.row.digest.columns[..],
+                    &model.downloads,
+                    &model.likes,
                 ])
                 .await?;
         }
@@ -629,15 +634,21 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
             .iter()
             .map(|u| &pending[u.index].row.digest.record[..])
             .collect();
+        // The current volatile values ride along (the catalog sorts by downloads from here):
+        // every record that moved them passes through this update.
+        let downloads: Vec<Option<i64>> = updates.iter().map(|u| pending[u.index].row.model.downloads).collect();
+        let likes: Vec<Option<i64>> = updates.iter().map(|u| pending[u.index].row.model.likes).collect();
         self.transaction
             .execute(
                 &format!(
                     "UPDATE model_keys k
                         SET latest_from_sync = u.from_sync, closed_as = NULL,
                             content_hash = u.content_hash, record_hash = u.record_hash,
-                            columns_hash = u.columns_hash
-                       FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[], $7::bytea[])
-                            AS u(provider, model_id, from_sync, content_hash, record_hash, columns_hash)
+                            columns_hash = u.columns_hash, downloads = u.downloads, likes = u.likes
+                       FROM unnest($2::text[], $3::text[], $4::int8[], $5::bytea[], $6::bytea[], $7::bytea[],
+                                   $8::int8[], $9::int8[])
+                            AS u(provider, model_id, from_sync, content_hash, record_hash, columns_hash,
+                                 downloads, likes)
                       WHERE {} = {}
                         AND k.source = $1 AND k.provider = u.provider AND k.model_id = u.model_id",
                     key_text("k"),
@@ -651,6 +662,8 @@ impl<'t, 'c> SourceBatch<'t, 'c> {
                     &contents,
                     &records,
                     &columns,
+                    &downloads,
+                    &likes,
                 ],
             )
             .await?;
