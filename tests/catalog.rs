@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 
+use common::current_catalog::assert_catalog_is_snapshot;
 use common::{fixture_records, BinaryEnv, FixtureServer, TestDb};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -309,12 +310,26 @@ async fn one_source_syncs_alone_and_the_others_keep_their_catalog() {
         3
     );
     assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "success");
-    // Nothing of the skipped sources was fetched again.
+    // Nothing of the skipped sources was fetched again: no version, no series point, nothing
+    // counted, and their snapshot at sync 2 is their state of sync 1.
     assert_eq!(
-        db.count("SELECT count(*) FROM model_snapshots WHERE sync_id = 2 AND source <> 'huggingface'")
-            .await,
+        db.count(
+            "SELECT (SELECT count(*) FROM model_versions WHERE source <> 'huggingface'
+                        AND (valid_from_sync = 2 OR valid_to_sync = 2))
+                  + (SELECT count(*) FROM model_volatile_series WHERE sync_id = 2)
+                  + (SELECT sum(snapshot_rows)::bigint FROM model_sync_sources
+                      WHERE sync_id = 2 AND source <> 'huggingface')"
+        )
+        .await,
         0
     );
+    for source in SOURCES.iter().filter(|source| **source != "huggingface") {
+        assert_eq!(
+            assert_catalog_is_snapshot(&db, 2, source).await,
+            assert_catalog_is_snapshot(&db, 1, source).await,
+            "{source}"
+        );
+    }
     assert_eq!(
         db.count("SELECT models_stored FROM model_syncs WHERE id = 2").await,
         fixture_records("huggingface")
@@ -368,24 +383,26 @@ async fn one_source_syncs_alone_and_the_others_keep_their_catalog() {
 }
 
 #[tokio::test]
-async fn the_catalog_indexes_are_added_to_a_database_that_holds_snapshots() {
+async fn the_catalog_migration_runs_on_a_database_that_holds_history() {
     let db = TestDb::create().await;
     let server = FixtureServer::start().await;
     let env = BinaryEnv::new(&db, &server);
     assert_eq!(env.run(&["sync"]).await.code, 0);
-    // As if the database came from a version before the catalog: no catalog indexes, 0007
-    // not applied.
-    let client = db.client().await;
-    client
+    let before = walk(&env, &["--sort", "downloads", "--limit", "1000"]).await;
+    // As if the database came from the release before the catalog: history's tables full, no
+    // catalog view, columns or indexes, 0007 not applied.
+    db.client()
+        .await
         .batch_execute(
             "DELETE FROM model_lens_migrations WHERE version = 7;
-             DROP INDEX idx_model_snapshots_catalog_input_price, idx_model_snapshots_catalog_output_price,
-                 idx_model_snapshots_catalog_context_length, idx_model_snapshots_catalog_intelligence_index,
-                 idx_model_snapshots_catalog_downloads;",
+             DROP VIEW model_catalog;
+             DROP INDEX model_versions_catalog_key, model_versions_catalog_input_price,
+                 model_versions_catalog_output_price, model_versions_catalog_context_length,
+                 model_versions_catalog_intelligence_index, model_keys_catalog_downloads;
+             ALTER TABLE model_keys DROP COLUMN downloads, DROP COLUMN likes;",
         )
         .await
         .unwrap();
-    let before = db.count("SELECT count(*) FROM model_snapshots").await;
     let migrate = env.run(&["migrate"]).await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
     assert!(
@@ -393,50 +410,37 @@ async fn the_catalog_indexes_are_added_to_a_database_that_holds_snapshots() {
         "{migrate:?}"
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM model_snapshots").await,
-        before,
-        "nothing lost"
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_model_snapshots_catalog_%'")
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'model_%_catalog_%'")
             .await,
-        5
+        6
     );
-    let page = models(&env, &["--sort", "input_price", "--limit", "5"]).await;
-    assert_eq!(page["models"].as_array().unwrap().len(), 5);
+    // The backfilled volatile values give the same catalog, in the same order.
+    let after = walk(&env, &["--sort", "downloads", "--limit", "1000"]).await;
+    assert_eq!(
+        after.len() as i64,
+        SOURCES.iter().map(|s| fixture_records(s)).sum::<i64>()
+    );
+    assert_eq!(after, before);
+    for source in SOURCES {
+        assert_catalog_is_snapshot(&db, 1, source).await;
+    }
+    // The downloads order reads the catalog from model_keys first, the others from the
+    // versions: the same rows, value for value.
+    let mut by_downloads = after;
+    by_downloads.sort_by_key(key);
+    assert_eq!(by_downloads, walk(&env, &["--limit", "1000"]).await);
 }
 
 #[tokio::test]
-async fn the_catalog_migration_leaves_a_model_snapshots_view_alone_and_readiness_wants_every_migration() {
+async fn readiness_wants_every_migration() {
     use model_lens_sync::config::DatabaseConfig;
     use model_lens_sync::store::{connect_pool, migrations};
 
-    // Migration numbers are reserved per feature and land out of order: 0007 may meet a
-    // database where the history migration (0006) has already turned model_snapshots into a
-    // view. Here, a view standing in for it, over the table holding the rows.
+    // Migration numbers are reserved per feature and may land out of order: a database holding
+    // a later migration but missing an earlier one is not up to date.
     let db = TestDb::create().await;
     let database = connect_pool(&db.url, &DatabaseConfig::default()).unwrap();
-    migrations::migrate_up_to(&database, 5).await.unwrap();
-    db.client()
-        .await
-        .batch_execute(
-            "ALTER TABLE model_snapshots RENAME TO model_rows;
-             CREATE VIEW model_snapshots AS SELECT * FROM model_rows;",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        migrations::migrate(&database).await.unwrap(),
-        vec!["0007_catalog_indexes.sql"]
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_model_snapshots_catalog_%'")
-            .await,
-        0
-    );
-
-    // Readiness asks for every migration, not for the highest number: a database holding
-    // 0007 but missing an earlier one is not up to date.
+    migrations::migrate(&database).await.unwrap();
     assert!(migrations::is_up_to_date(&database).await.unwrap());
     db.client()
         .await

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::current_catalog::assert_catalog_is_snapshot;
 use common::hf_listing::{hf_model, HfListing};
 use common::{read_fixture, BinaryEnv, FixtureServer, TestDb};
 use futures::StreamExt;
@@ -169,6 +170,12 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
         .scalar("SELECT downloads FROM model_snapshots WHERE sync_id = 2 AND model_id = 'org-0/model-0'")
         .await;
     assert_eq!(downloads, 1007);
+    // The catalog reads the current versions with the current volatile values (the series
+    // point of sync 2, not the version's values of sync 1).
+    assert_eq!(
+        assert_catalog_is_snapshot(&db, 2, "huggingface").await,
+        second.len() as i64
+    );
     let last_change = db.count("SELECT max(id) FROM model_changes").await;
     let payload = tokio::time::timeout(Duration::from_secs(10), notifications.recv())
         .await
@@ -188,6 +195,7 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_snapshot(&db, 3, "huggingface", &hf_expected(&second[..10])).await;
+    assert_eq!(assert_catalog_is_snapshot(&db, 3, "huggingface").await, 10);
     assert!(changes_of(&db, 3).await.is_empty());
     assert!(
         db.scalar::<bool>(
@@ -205,6 +213,7 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
     let run = env.run(&["sync"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_snapshot(&db, 4, "huggingface", &hf_expected(&second)).await;
+    assert_catalog_is_snapshot(&db, 4, "huggingface").await;
     assert!(changes_of(&db, 4).await.is_empty());
     assert_eq!(
         db.count("SELECT count(*) FROM model_versions WHERE valid_from_sync = 4")
@@ -218,6 +227,7 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
     assert_eq!(run.code, 2, "{run:?}");
     listing.fail(false);
     assert_snapshot(&db, 5, "huggingface", &hf_expected(&second)).await;
+    assert_catalog_is_snapshot(&db, 5, "huggingface").await;
     assert!(changes_of(&db, 5).await.is_empty());
 
     // 6. A complete listing that lacks 60% of the models: held, nothing removed; the snapshot
@@ -236,6 +246,8 @@ async fn hugging_face_history_follows_moves_windows_failures_holds_and_returns()
             .await,
         20
     );
+    // The catalog keeps the 20: the same models and values as before the held listing.
+    assert_eq!(assert_catalog_is_snapshot(&db, 5, "huggingface").await, 20);
 
     // 7. The removed model comes back: `reappeared`; the held ones were never gone.
     let mut back = second.clone();

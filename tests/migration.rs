@@ -4,12 +4,14 @@
 //! partial rows, skipped sources, a Hugging Face window and an interrupted sync. After the
 //! migration every sync reads back through the model_snapshots view: identically for every
 //! source that succeeded in it, and as its last known state for the others (the contract of
-//! DESIGN.md §8, which the old table did not follow). Then the binary syncs on top of it.
+//! DESIGN.md §8, which the old table did not follow), and the catalog of 0007 (model_catalog, what
+//! the read API and Redis read) is each source's latest state. Then the binary syncs on top of it.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::current_catalog::assert_catalog_is_snapshot;
 use common::legacy::{finish_sync, mark_orphans_interrupted, write_snapshot_rows};
 use common::{read_fixture, BinaryEnv, FixtureServer, TestDb};
 use model_lens_sync::config::DatabaseConfig;
@@ -271,8 +273,17 @@ async fn a_database_of_the_previous_release_reads_back_after_the_upgrade() {
     let old_total: i64 = db.count("SELECT count(*) FROM model_snapshots").await;
 
     let applied = migrations::migrate(&database).await.unwrap();
-    assert_eq!(applied, ["0006_history.sql"]);
+    assert_eq!(applied, ["0006_history.sql", "0007_catalog_indexes.sql"]);
     let after = all_rows(&client).await;
+    // The catalog (0007, on the converted history) is each source's state as of the latest
+    // sync, the interrupted one: its current versions with the current volatile values (the
+    // likes that sync moved included).
+    for source in Source::ALL {
+        assert!(
+            assert_catalog_is_snapshot(&db, 5, source.as_str()).await > 0,
+            "{source}"
+        );
+    }
 
     // Every source that succeeded in a sync reads back identically, every column.
     let mut identical = 0;

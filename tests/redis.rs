@@ -140,9 +140,13 @@ async fn each_successful_source_is_published_whole_and_swapped_atomically() {
     // A second sync brings the 2026 models.dev listing (3.3 times more models). A reader
     // polling the hash meanwhile sees the old hash or the new one, never one in between.
     let new_server = FixtureServer::start().await;
+    // History would hold the 15.8% of models the new listing lacks (more than
+    // history.max_removed_percent): they would stay in the catalog. Let them go, so the hash
+    // is exactly the new listing.
     let new_env = BinaryEnv::new(&db, &new_server)
         .set("REDIS_URL", &redis.url())
-        .set("MODEL_LENS_REDIS__CHUNK_SIZE", "50");
+        .set("MODEL_LENS_REDIS__CHUNK_SIZE", "50")
+        .set("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "100");
     let new_models_dev = fixture_records("models_dev");
     let monitor = Monitor::start(&redis).await;
     let done = Arc::new(AtomicBool::new(false));

@@ -6,6 +6,7 @@
 
 pub mod api_server;
 pub mod capture;
+pub mod current_catalog;
 pub mod evil_server;
 pub mod fixture_server;
 pub mod hf_listing;
