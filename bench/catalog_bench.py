@@ -55,10 +55,16 @@ def psql(bindir: str, url: str, sql: str) -> str:
 
 
 def fill(bindir: str, url: str, n: int, syncs: int) -> None:
-    """`syncs` finished syncs of n models each; the last is current. Rows go through SQL, not
-    the pipeline: this measures reads, and SQL fills millions of rows in a minute."""
+    """`syncs` finished syncs of n models each, stored as history stores them (DESIGN.md §8):
+    every model's version from the first sync, and (with two syncs or more) in the last sync every 10th model replaced
+    by a new version (its old one closed), every 50th removed (closed, with a replacement key
+    added so N stay current), and every 3rd Hugging Face model's downloads and likes moved (a
+    series point; the current values differ from the version's). The catalog must read the
+    current versions with the current values and skip the rest. Rows go through SQL, not the
+    pipeline: this measures reads, and SQL fills millions of rows in a minute."""
     counts = {source: max(1, int(n * share)) for source, share in SHARES.items()}
     counts["huggingface"] = n - sum(counts.values())
+    last = syncs
     for sync_id in range(1, syncs + 1):
         psql(
             bindir,
@@ -71,35 +77,75 @@ def fill(bindir: str, url: str, n: int, syncs: int) -> None:
             psql(
                 bindir,
                 url,
-                f"INSERT INTO model_sync_sources (sync_id, source, status, models_fetched, models_stored)"
-                f" VALUES ({sync_id}, '{source}', 'success', {count}, {count})",
+                f"INSERT INTO model_sync_sources (sync_id, source, status, models_fetched, models_stored, snapshot_rows)"
+                f" VALUES ({sync_id}, '{source}', 'success', {count}, {count}, {count})",
             )
-            priced = source != "huggingface"
-            # Deterministic pseudo-random values from the row number; ~8% NULL prices and
-            # contexts where a source has them, ties on purpose (prices on a coarse grid).
-            psql(
-                bindir,
-                url,
-                f"""
-                INSERT INTO model_snapshots (sync_id, source, provider, model_id, name, context_length,
-                    max_output_tokens, input_price_per_mtok, output_price_per_mtok, downloads, likes,
-                    intelligence_index, data, content_hash, synced_at)
-                SELECT {sync_id}, '{source}', 'org-' || (i % 5000), 'org-' || (i % 5000) || '/model-' || i,
-                       'Model ' || i,
-                       CASE WHEN {str(priced).lower()} AND i % 13 <> 0 THEN 4096 * (1 + i % 64) END,
-                       CASE WHEN {str(priced).lower()} THEN 1024 * (1 + i % 32) END,
-                       CASE WHEN {str(priced).lower()} AND i % 12 <> 0 THEN ((i * 7919) % 4000) / 100.0 END,
-                       CASE WHEN {str(priced).lower()} AND i % 12 <> 0 THEN ((i * 104729) % 16000) / 100.0 END,
-                       CASE WHEN NOT {str(priced).lower()} THEN (i * 2654435761) % 10000000 END,
-                       CASE WHEN NOT {str(priced).lower()} THEN (i * 40503) % 5000 END,
-                       CASE WHEN '{source}' = 'artificial_analysis' THEN ((i * 31) % 700) / 10.0 END,
-                       jsonb_build_object('id', i, 'padding', repeat('x', 400)),
-                       decode(md5(i::text), 'hex'),
-                       now() - interval '{syncs + 1 - sync_id} days'
-                  FROM generate_series(1::bigint, {count}) AS i
-                """,
-            )
-    psql(bindir, url, f"SELECT setval('model_syncs_id_seq', {syncs})")
+    # With one sync there is nothing to replace, remove or move.
+    history = str(syncs >= 2).lower()
+    offset = 0
+    for source, count in counts.items():
+        removed = (count - 7) // 50 + 1 if count >= 7 and syncs >= 2 else 0
+        priced = str(source != "huggingface").lower()
+        # Deterministic pseudo-random values from the row number; ~8% NULL prices and contexts
+        # where a source has them, ties on purpose (prices on a coarse grid). i > count are the
+        # keys added in the last sync in place of the removed ones.
+        version = f"""
+            SELECT {offset} + i AS key_id, '{source}' AS source, 'org-' || (i % 5000) AS provider,
+                   'org-' || (i % 5000) || '/model-' || i AS model_id, 'Model ' || i AS name,
+                   CASE WHEN {priced} AND i % 13 <> 0 THEN 4096 * (1 + i % 64) END AS context_length,
+                   CASE WHEN {priced} THEN 1024 * (1 + i % 32) END AS max_output_tokens,
+                   CASE WHEN {priced} AND i % 12 <> 0 THEN ((i * 7919) % 4000) / 100.0 END AS input_price,
+                   CASE WHEN {priced} AND i % 12 <> 0 THEN ((i * 104729) % 16000) / 100.0 END AS output_price,
+                   CASE WHEN NOT {priced} THEN (i * 2654435761) % 10000000 END AS downloads,
+                   CASE WHEN NOT {priced} THEN (i * 40503) % 5000 END AS likes,
+                   CASE WHEN '{source}' = 'artificial_analysis' THEN ((i * 31) % 700) / 10.0 END AS intelligence_index,
+                   jsonb_build_object('id', i, 'padding', repeat('x', 400)) AS data,
+                   decode(md5(i::text), 'hex') AS record_hash,
+                   {history} AND i <= {count} AND i % 10 = 0 AS replaced,
+                   {history} AND i <= {count} AND i % 50 = 7 AS removed,
+                   {history} AND NOT {priced} AND i <= {count} AND i % 3 = 0 AND i % 10 <> 0 AND i % 50 <> 7 AS moved,
+                   i > {count} AS added
+              FROM generate_series(1::bigint, {count + removed}) AS i"""
+        first = 1
+        psql(
+            bindir,
+            url,
+            f"""
+            CREATE TEMP TABLE bench_rows AS {version};
+            INSERT INTO model_keys (source, provider, model_id, id, first_sync_id, latest_from_sync, closed_as,
+                                    content_hash, record_hash, downloads, likes)
+            SELECT source, provider, model_id, key_id, CASE WHEN added THEN {last} ELSE {first} END,
+                   CASE WHEN added OR replaced THEN {last} ELSE {first} END,
+                   CASE WHEN removed THEN 'removed' END, record_hash, record_hash,
+                   CASE WHEN moved THEN downloads + 1 ELSE downloads END,
+                   CASE WHEN moved THEN likes + 1 ELSE likes END
+              FROM bench_rows;
+            -- The first versions (closed in the last sync when replaced or removed).
+            INSERT INTO model_versions (key_id, valid_from_sync, valid_to_sync, end_reason, source, provider,
+                model_id, name, context_length, max_output_tokens, input_price_per_mtok, output_price_per_mtok,
+                downloads, likes, intelligence_index, data, content_hash, record_hash)
+            SELECT key_id, CASE WHEN added THEN {last} ELSE {first} END,
+                   CASE WHEN replaced OR removed THEN {last} END,
+                   CASE WHEN removed THEN 'removed' WHEN replaced THEN 'replaced' END,
+                   source, provider, model_id, name, context_length, max_output_tokens, input_price,
+                   output_price, downloads, likes, intelligence_index, data, record_hash, record_hash
+              FROM bench_rows;
+            -- The replacing versions: other prices and names.
+            INSERT INTO model_versions (key_id, valid_from_sync, source, provider, model_id, name,
+                context_length, max_output_tokens, input_price_per_mtok, output_price_per_mtok, downloads,
+                likes, intelligence_index, data, content_hash, record_hash)
+            SELECT key_id, {last}, source, provider, model_id, name || ' v2', context_length, max_output_tokens,
+                   input_price + 0.5, output_price + 0.5, downloads, likes, intelligence_index,
+                   data || '{{"v": 2}}', record_hash, record_hash
+              FROM bench_rows WHERE replaced;
+            INSERT INTO model_volatile_series (key_id, sync_id, downloads, likes, record_hash)
+            SELECT key_id, {last}, downloads + 1, likes + 1, record_hash
+              FROM bench_rows WHERE moved;
+            DROP TABLE bench_rows;
+            """,
+        )
+        offset += count * 2
+    psql(bindir, url, f"SELECT setval('model_syncs_id_seq', {syncs}); SELECT setval('model_keys_id_seq', {offset})")
     psql(bindir, url, "VACUUM ANALYZE")
 
 
@@ -224,8 +270,11 @@ def main() -> int:
     subprocess.run([binary, "migrate"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
     fill(args.pg_bindir, args.database_url, args.n, args.syncs)
-    total = psql(args.pg_bindir, args.database_url, "SELECT count(*) FROM model_snapshots")
-    say(f"filled {total} snapshot rows ({args.syncs} syncs of {args.n:,}) in {time.perf_counter() - started:.1f} s")
+    total = psql(args.pg_bindir, args.database_url, "SELECT count(*) FROM model_versions")
+    current = int(psql(args.pg_bindir, args.database_url, "SELECT count(*) FROM model_catalog"))
+    if current != args.n:
+        raise SystemExit(f"the catalog holds {current} models, expected {args.n}")
+    say(f"filled {total} versions ({args.syncs} syncs of {args.n:,}) in {time.perf_counter() - started:.1f} s")
     if args.redis:
         return bench_redis(binary, env, args)
 
@@ -250,8 +299,8 @@ def main() -> int:
             time.sleep(0.2)
 
         first = get_json(connection, "/api/models?limit=1")
-        if not first["models"] or first["models"][0]["sync_id"] != 2:
-            raise SystemExit(f"the catalog is not the second sync: {first}")
+        if not first["models"] or first["models"][0]["sync_id"] != args.syncs:
+            raise SystemExit(f"the catalog does not name the last sync: {first}")
         # A cursor 100 pages deep into the price order (and the pages after it).
         path = "/api/models?sort=input_price&limit=50"
         cursor = None
@@ -296,7 +345,7 @@ def main() -> int:
 
     baseline = percentile(results["GET /healthz (baseline)"], 99)
     print()
-    print(f"catalog of {args.n:,} current models ({total} snapshot rows), {args.requests} sequential requests per shape")
+    print(f"catalog of {args.n:,} current models ({total} versions), {args.requests} sequential requests per shape")
     print(f"{'shape':<38} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/healthz':>12}")
     for name, timings in results.items():
         p99 = percentile(timings, 99)
