@@ -2,10 +2,12 @@
 """Latency of the catalog read API (`GET /api/models`) on a catalog of N models.
 
 It fills a PostgreSQL that the caller provides (bench/run.sh --catalog starts a throwaway
-cluster) with two finished syncs of N synthetic models each (the second is the current
-catalog; the first is history the query must skip), across the four sources in the
-proportions of a real catalog with a deep Hugging Face listing, with NULLs where sources have
-no value. Then it starts the release binary's `serve` on a free port and times R sequential
+cluster) with the history of two finished syncs of N synthetic models each, written straight
+into history's tables: the second sync replaced every 10th model's version and removed every
+50th (the closed versions are history the query must skip) and moved the downloads of a third
+of the Hugging Face models (a series point: the catalog shows the current values), across the
+four sources in the proportions of a real catalog with a deep Hugging Face listing, with NULLs
+where sources have no value. Then it starts the release binary's `serve` on a free port and times R sequential
 requests (one keep-alive connection) per query shape: the default order, each sort key, the
 filters, a substring search, and pages deep into a cursor walk. Baseline measured in the same
 run: `GET /healthz` (the HTTP floor of the same server). It prints p50, p90, p99 and max per

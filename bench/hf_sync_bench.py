@@ -525,6 +525,18 @@ class Bench:
             env["RUST_LOG"] = self.args.rust_log
         return env
 
+    def drop_catalog_indexes(self) -> None:
+        """Migrates the empty database, then drops the indexes the catalog read API added
+        (sql/0007): the syncs then pay only for history's own (--without-catalog-indexes)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_LENS_")}
+        env.update(DATABASE_URL=self.args.database_url, MODEL_LENS_CONFIG=str(self.config))
+        subprocess.run([str(self.binary), "migrate"], env=env, check=True, capture_output=True)
+        names = self.db.value(
+            "SELECT string_agg(indexname, ', ') FROM pg_indexes WHERE indexname LIKE 'model_%_catalog_%'")
+        if names:
+            self.db.run(f"DROP INDEX {names}")
+        print(f"without the catalog indexes (dropped: {names or 'none'})", flush=True)
+
     def last_sync_id(self) -> int:
         if not self.db.value("SELECT to_regclass('model_syncs') IS NOT NULL") == "t":
             return 0
@@ -956,6 +968,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     dlt.add_argument("--dlt", dest="dlt", action="store_true", help="also time a dlt rest_api pipeline")
     dlt.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip dlt (default)")
     parser.set_defaults(dlt=False)
+    parser.add_argument("--without-catalog-indexes", action="store_true",
+                        help="drop the catalog's indexes (sql/0007) before the first sync, to measure "
+                             "what they cost the syncs")
     parser.add_argument("--keep", action="store_true",
                         help="keep the bench tables and work files (run.sh: also the cluster)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
@@ -1020,6 +1035,8 @@ def main(argv: list[str]) -> int:
         print("the database already holds syncs: the first sync must start from an empty database "
               "(bench/run.sh starts a fresh cluster)", file=sys.stderr)
         return 2
+    if args.without_catalog_indexes:
+        bench.drop_catalog_indexes()
     environment = environment_facts(bench)
     syncs: list[SyncRun] = []
     copies: list[CopyRun] = []
