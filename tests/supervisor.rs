@@ -350,6 +350,70 @@ async fn a_transient_error_while_writing_row_by_row_is_retried() {
     assert!(run.stderr.contains("simulated serialization failure"), "{run:?}");
 }
 
+// The final record: a listing whose end cannot be written must not leave the sync running.
+
+#[tokio::test]
+async fn a_listing_whose_end_cannot_be_recorded_fails_its_source_and_the_sync_still_ends() {
+    let db = TestDb::create().await;
+    let fixtures = FixtureServer::start().await;
+    let scripted = ScriptedServer::start().await;
+    let items = huggingface_items();
+    scripted.json_pages(HF_PATH, &items[..3], 500);
+    let env = huggingface_only(&db, &fixtures, &scripted).set("MODEL_LENS_HISTORY__MAX_REMOVED_PERCENT", "100");
+    let first = env.run(&["sync"]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    // The next listing lacks one model, and PostgreSQL refuses to record its removal (a
+    // non-transient error inside the final transaction).
+    scripted.json_pages(HF_PATH, &items[..2], 500);
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION test_refuse_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'simulated refusal of a change row'; END $$;
+             CREATE TRIGGER test_refuse_changes BEFORE INSERT ON model_changes
+               FOR EACH ROW EXECUTE FUNCTION test_refuse_changes();",
+        )
+        .await
+        .unwrap();
+    let refused = env.run(&["sync"]).await;
+    assert_eq!(
+        refused.code, 2,
+        "the only source failed, so the sync failed: {refused:?}"
+    );
+    assert_eq!(db.text("SELECT status FROM model_syncs WHERE id = 2").await, "failed");
+    let error = db
+        .text("SELECT error FROM model_sync_sources WHERE sync_id = 2 AND source = 'huggingface'")
+        .await;
+    assert!(
+        error.contains("could not be recorded in history") && error.contains("simulated refusal"),
+        "{error}"
+    );
+    // Nothing was closed on a listing whose end is unknown; the failed source shows its last
+    // known state, and the lock is free for the next sync.
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_versions WHERE valid_to_sync IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_snapshots WHERE sync_id = 2").await,
+        3
+    );
+    assert_eq!(db.count("SELECT count(*) FROM model_sync_seen").await, 0);
+    db.client()
+        .await
+        .batch_execute("DROP TRIGGER test_refuse_changes ON model_changes")
+        .await
+        .unwrap();
+    let next = env.run(&["sync"]).await;
+    assert_eq!(next.code, 0, "{next:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM model_changes WHERE sync_id = 3 AND kind = 'removed'")
+            .await,
+        1
+    );
+}
+
 // In-process tests of the actors themselves, with a probe in the supervisor's place.
 
 mod in_process {

@@ -143,8 +143,8 @@ impl Worker {
 
     async fn finalize(&self, record: FinalRecord) -> SyncReport {
         let FinalRecord {
-            status,
-            error,
+            mut status,
+            mut error,
             mut sources,
             keeper,
             started,
@@ -164,6 +164,27 @@ impl Worker {
             )
         })
         .await;
+        let written = match written {
+            Err(cause) if sources.iter().any(|end| end.status == SourceStatus::Success) => {
+                tracing::error!(
+                    error = %cause,
+                    "could not record the sync's result with the ends of its listings; recording the sources that succeeded as failed, so that their listings close nothing"
+                );
+                (status, error) = fail_succeeded_sources(&mut sources, status, error, &cause);
+                retry_transient(self.backoff, self.max_retries, "sync result", || {
+                    syncs::finalize_sync(
+                        &self.database,
+                        &self.fence,
+                        status,
+                        error.as_deref(),
+                        &sources,
+                        &self.rules,
+                    )
+                })
+                .await
+            }
+            other => other,
+        };
         match &written {
             Ok(Some(listings)) => report_listings(listings),
             Ok(None) => tracing::warn!(
@@ -233,6 +254,30 @@ impl Worker {
 }
 
 /// What the end of each listing did to history, to the metrics and the log.
+/// The final record's second chance, when the first failed for good (a refused write while
+/// ending a listing, say): a sync must not stay `running`, and a listing whose end could not be
+/// applied must not count as complete. Every source that succeeded becomes failed with the
+/// cause (a failed listing closes nothing); the sync's status and error follow.
+fn fail_succeeded_sources(
+    sources: &mut [SourceEnd],
+    status: SyncStatus,
+    error: Option<String>,
+    cause: &StoreError,
+) -> (SyncStatus, Option<String>) {
+    let mut errors: Vec<String> = error.into_iter().collect();
+    for end in sources.iter_mut().filter(|end| end.status == SourceStatus::Success) {
+        let message = format!("its listing could not be recorded in history: {cause}");
+        errors.push(format!("{}: {message}", end.source));
+        end.status = SourceStatus::Failed;
+        end.error = Some(message);
+    }
+    let status = match status {
+        SyncStatus::Interrupted => SyncStatus::Interrupted,
+        _ => SyncStatus::from_sources(sources.iter().map(|end| end.status)),
+    };
+    (status, Some(errors.join("; ")))
+}
+
 fn report_listings(listings: &[(Source, ListingSummary)]) {
     for (source, summary) in listings {
         if summary.removed > 0 {
