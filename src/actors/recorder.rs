@@ -141,6 +141,19 @@ impl Worker {
         }
     }
 
+    /// The final record's transaction (`syncs::finalize_sync`), transient errors retried.
+    async fn write_final(
+        &self,
+        status: SyncStatus,
+        error: Option<&str>,
+        sources: &[SourceEnd],
+    ) -> Result<Option<Vec<(Source, ListingSummary)>>, StoreError> {
+        retry_transient(self.backoff, self.max_retries, "sync result", || {
+            syncs::finalize_sync(&self.database, &self.fence, status, error, sources, &self.rules)
+        })
+        .await
+    }
+
     async fn finalize(&self, record: FinalRecord) -> SyncReport {
         let FinalRecord {
             mut status,
@@ -153,17 +166,7 @@ impl Worker {
         for end in &mut sources {
             end.new_fields = self.drift(end.source).await;
         }
-        let written = retry_transient(self.backoff, self.max_retries, "sync result", || {
-            syncs::finalize_sync(
-                &self.database,
-                &self.fence,
-                status,
-                error.as_deref(),
-                &sources,
-                &self.rules,
-            )
-        })
-        .await;
+        let written = self.write_final(status, error.as_deref(), &sources).await;
         let written = match written {
             Err(cause) if sources.iter().any(|end| end.status == SourceStatus::Success) => {
                 tracing::error!(
@@ -171,17 +174,7 @@ impl Worker {
                     "could not record the sync's result with the ends of its listings; recording the sources that succeeded as failed, so that their listings close nothing"
                 );
                 (status, error) = fail_succeeded_sources(&mut sources, status, error, &cause);
-                retry_transient(self.backoff, self.max_retries, "sync result", || {
-                    syncs::finalize_sync(
-                        &self.database,
-                        &self.fence,
-                        status,
-                        error.as_deref(),
-                        &sources,
-                        &self.rules,
-                    )
-                })
-                .await
+                self.write_final(status, error.as_deref(), &sources).await
             }
             other => other,
         };
