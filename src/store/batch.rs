@@ -134,10 +134,7 @@ pub async fn write_batch(
 ) -> Result<BatchOutcome, StoreError> {
     let mut seen = history.lock_seen(database, fence.sync_id).await?;
     let written = write_batch_once(database, fence, &history.rules, seen.keys(), pages, fields).await;
-    if written.is_err() {
-        seen.forget();
-    }
-    written
+    seen.settle(written)
 }
 
 async fn write_batch_once(
@@ -180,10 +177,7 @@ pub async fn write_page_row_by_row(
 ) -> Result<BatchOutcome, StoreError> {
     let mut seen = history.lock_seen(database, fence.sync_id).await?;
     let written = write_page_row_by_row_once(database, fence, &history.rules, seen.keys(), page, fields).await;
-    if written.is_err() {
-        seen.forget();
-    }
-    written
+    seen.settle(written)
 }
 
 async fn write_page_row_by_row_once(

@@ -111,15 +111,19 @@ impl SeenLock<'_> {
         self.guard.get_or_insert_with(SeenKeys::default)
     }
 
-    /// After a failed write: reload what the sync recorded before the next one.
-    pub fn forget(mut self) {
-        *self.guard = None;
+    /// Ends the write: after a failed one (whose commit may or may not have happened), what
+    /// the sync recorded is reloaded from the database before the next write.
+    pub fn settle<T>(mut self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        if written.is_err() {
+            *self.guard = None;
+        }
+        written
     }
 }
 
 /// Writes the models of a batch of one sync (any sources) inside the caller's transaction,
 /// adding what they record to `outcome`. The keys recorded go into `seen` at once: the caller
-/// forgets it ([`SeenLock::forget`]) if the transaction does not commit. Sends `NOTIFY
+/// forgets it ([`SeenLock::settle`]) if the transaction does not commit. Sends `NOTIFY
 /// model_lens_changes` with the last change id when the batch added changes.
 pub async fn write_models(
     transaction: &Transaction<'_>,
